@@ -1,0 +1,6 @@
+"""Ignite handlers MONAI lacks: per-case metric tables with HD95 in mm, slice panels with attention maps, progress."""
+from pipeline.handlers.case_metrics import CaseMetricsHandler
+from pipeline.handlers.panels import SegmentationPanelHandler
+from pipeline.handlers.progress import ProgressBar
+
+__all__ = ["CaseMetricsHandler", "ProgressBar", "SegmentationPanelHandler"]

@@ -1,0 +1,151 @@
+"""Image / label / prediction / attention-map panels of one validation case, to TensorBoard and to a PNG file.
+
+MONAI's TensorBoardImageHandler shows raw tensors (3D volumes as frame strips); a panel here picks the slice with
+the most foreground, overlays the classes and adds the Attention U-Net's gate coefficients, which MONAI lacks.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from ignite.engine import Engine, Events  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+CLASS_COLOURS = ["#00000000", "#ffd700", "#ff3030", "#30c0ff", "#40ff40"]
+
+
+def _labels(t: torch.Tensor) -> np.ndarray:
+    """Channel-first one-hot or single-channel label tensor -> integer map without the channel axis."""
+    a = torch.as_tensor(t).detach().cpu().float()
+    return (a.argmax(0) if a.shape[0] > 1 else a[0]).numpy().astype(np.int64)
+
+
+def best_slice(label: np.ndarray) -> int:
+    """Index along the last axis of a 3D label map with the most foreground (the middle if none)."""
+    counts = (label > 0).reshape(-1, label.shape[-1]).sum(0)
+    return int(counts.argmax()) if counts.max() > 0 else label.shape[-1] // 2
+
+
+def panel_figure(
+    image: np.ndarray, label: np.ndarray, pred: np.ndarray, attention: dict[int, np.ndarray],
+    class_names: Sequence[str], title: str = "",
+) -> plt.Figure:
+    """Figure with image, label overlay, prediction overlay and one panel per attention level (2D arrays)."""
+    n = 3 + len(attention)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    axes = axes[0]
+    cmap = ListedColormap(CLASS_COLOURS[: len(class_names) + 1])
+    lo, hi = np.percentile(image, [1, 99])
+    for ax, overlay, name in zip(axes[:3], (None, label, pred), ("image", "label", "prediction")):
+        ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
+        if overlay is not None:
+            ax.imshow(np.ma.masked_equal(overlay.T, 0), cmap=cmap, vmin=0, vmax=len(class_names), alpha=0.55,
+                      origin="lower", interpolation="nearest")
+        ax.set_title(name)
+    for ax, (level, att) in zip(axes[3:], sorted(attention.items())):
+        ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
+        im = ax.imshow(att.T, cmap="jet", vmin=0, vmax=1, alpha=0.5, origin="lower")
+        ax.set_title(f"attention level {level}")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    legend = ", ".join(f"{c}: {name}" for c, name in zip(("yellow", "red", "blue", "green"), class_names))
+    fig.suptitle(f"{title}   ({legend})" if title else legend, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+class SegmentationPanelHandler:
+    """At the end of each evaluator epoch, renders the first case of the epoch as a panel.
+
+    The panel goes to TensorBoard (tag ``<tag>/panel``) and to ``<log_dir>/<tag>_panel.png``. If the network
+    exposes ``attention_maps`` (AttentionUNet), it is re-run on a ``roi_size`` crop centred on the foreground so
+    the gate coefficients shown belong to that very slice.
+    """
+
+    def __init__(
+        self, log_dir: str, class_names: Sequence[str], roi_size: Sequence[int] | None = None, tag: str = "val",
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.class_names = list(class_names)
+        self.roi_size = list(roi_size) if roi_size is not None else None
+        self.tag = tag
+        self._case: dict | None = None
+        self._writer = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.store)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.render)
+
+    def store(self, engine: Engine) -> None:
+        if self._case is not None:  # keep the first case of the epoch
+            return
+        items = engine.state.output
+        item = items[0] if isinstance(items, list) else items
+        self._case = {k: item[k].detach().cpu() for k in ("image", "label", "pred") if k in item}
+
+    def _attention(self, network: torch.nn.Module, image: torch.Tensor, label: np.ndarray, z: int | None) -> dict:
+        if not hasattr(network, "attention_maps"):
+            return {}
+        x = torch.as_tensor(image)[None].float()
+        spatial = x.shape[2:]
+        starts = [0] * len(spatial)
+        if self.roi_size is not None:
+            fg = np.argwhere(label > 0)
+            centre = fg.mean(0).round().astype(int) if len(fg) else [s // 2 for s in spatial]
+            if z is not None:
+                centre[-1] = z
+            sizes = [min(r, s) for r, s in zip(self.roi_size, spatial)]
+            starts = [int(min(max(c - r // 2, 0), s - r)) for c, r, s in zip(centre, sizes, spatial)]
+            x = x[(slice(None), slice(None)) + tuple(slice(b, b + r) for b, r in zip(starts, sizes))]
+        device = next(network.parameters()).device
+        was_training = network.training
+        network.eval()
+        with torch.no_grad():
+            network(x.to(device))
+        network.train(was_training)
+        maps = {}
+        for level, alpha in network.attention_maps.items():
+            a = F.interpolate(alpha.float(), size=x.shape[2:], mode="nearest")[0, 0].cpu().numpy()
+            full = np.zeros(tuple(spatial), dtype=np.float32)
+            full[tuple(slice(b, b + s) for b, s in zip(starts, a.shape))] = a
+            maps[level] = full[..., z] if z is not None else full
+        return maps
+
+    def render(self, engine: Engine) -> None:
+        if self._case is None or "pred" not in self._case:
+            return
+        image = torch.as_tensor(self._case["image"])
+        label = _labels(self._case["label"]) if "label" in self._case else np.zeros(image.shape[1:], np.int64)
+        pred = _labels(self._case["pred"])
+        z = best_slice(label if label.any() else pred) if image.ndim == 4 else None
+        try:
+            attention = self._attention(engine.network, image, label, z)
+        except RuntimeError as e:  # a panel must never stop a training run
+            logger.warning("attention maps not rendered: %s", e)
+            attention = {}
+        img = image[0].float().numpy()
+        pick = (lambda a: a[..., z]) if z is not None else (lambda a: a)
+        epoch = engine.state.epoch
+        fig = panel_figure(pick(img), pick(label), pick(pred), attention, self.class_names,
+                           title=f"{self.tag} epoch {epoch}" + (f", slice {z}" if z is not None else ""))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.log_dir / f"{self.tag}_panel.png", dpi=80)
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        self._writer.add_figure(f"{self.tag}/panel", fig, global_step=epoch, close=True)
+        self._writer.flush()
+        self._case = None

@@ -1,0 +1,26 @@
+"""A progress bar for trainers and evaluators: ignite's tqdm ProgressBar showing the running loss."""
+from __future__ import annotations
+
+from typing import Any
+
+from ignite.engine import Engine
+from ignite.handlers import ProgressBar as _IgniteProgressBar
+
+
+def _loss_of(output: Any) -> dict[str, float]:
+    if isinstance(output, list) and output:
+        output = output[0]
+    if isinstance(output, dict) and "loss" in output:
+        return {"loss": float(output["loss"].detach())}
+    return {}
+
+
+class ProgressBar(_IgniteProgressBar):
+    """ignite's ProgressBar with a one-argument ``attach`` (as MONAI handler lists call it) showing the loss."""
+
+    def __init__(self, desc: str = "", persist: bool = False, **tqdm_kwargs: Any) -> None:
+        super().__init__(persist=persist, desc=desc, **tqdm_kwargs)
+
+    def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.setdefault("output_transform", _loss_of)
+        super().attach(engine, *args, **kwargs)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the project into the current Python environment (use a virtual environment if you like).
+#  - If torch is already importable (e.g. your own CUDA build), it is kept as it is.
+#  - Otherwise the CPU build of torch is installed first (TORCH_SPEC, default torch==2.13.0; set
+#    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu where that index is reachable), so that the
+#    plain torch requirement of the package does not pull a CUDA build of several GB.
+#  - `--dev` adds the test dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+if "$PY" -c "import torch" 2>/dev/null; then
+  echo "setup: keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+  echo "setup: no torch found, installing the CPU build (${TORCH_SPEC:-torch==2.13.0})"
+  "$PY" -m pip install --disable-pip-version-check -q "${TORCH_SPEC:-torch==2.13.0}"
+fi
+"$PY" -m pip install --disable-pip-version-check -q -e ".${extra}"
+"$PY" -c "import torch, monai, pipeline; print(f'setup: torch {torch.__version__}, monai {monai.__version__}, pipeline {pipeline.__version__}')"
