@@ -1,0 +1,1 @@
+"""Per-case metric computation and summary tables."""
