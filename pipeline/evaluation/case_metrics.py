@@ -19,7 +19,7 @@ def spacing_of(t: torch.Tensor, spatial_dims: int) -> tuple[float, ...]:
     pixdim = getattr(t, "pixdim", None)
     if pixdim is None:
         return (1.0,) * spatial_dims
-    values = [float(v) for v in np.asarray(pixdim).ravel()[:spatial_dims]]
+    values = [round(float(v), 6) for v in np.asarray(pixdim).ravel()[:spatial_dims]]
     return tuple(values) if len(values) == spatial_dims else (1.0,) * spatial_dims
 
 
@@ -39,7 +39,10 @@ def case_metrics(
         dice = compute_dice(p, y, include_background=False, ignore_empty=True)[0]
         iou = compute_iou(p, y, include_background=False, ignore_empty=True)[0]
         hd = (
-            compute_hausdorff_distance(p, y, include_background=False, percentile=95, spacing=list(spacing or []) or None)[0]
+            compute_hausdorff_distance(
+                p, y, include_background=False, percentile=95,
+                spacing=[float(v) for v in spacing] if spacing else None,
+            )[0]
             if hd95
             else None
         )

@@ -8,6 +8,7 @@ from torch import nn
 
 from pipeline.errors import PipelineError
 from pipeline.networks.attention import GridAttentionGate
+from pipeline.networks.blocks import crop_to
 from pipeline.networks.unet import UNet
 
 
@@ -17,7 +18,7 @@ class AttentionUNet(UNet):
     Levels count from 0 (finest, full size) to depth - 1; the default gates every skip but the finest. The gate at
     level l is driven by the decoder features of level l + 1 and sub-samples the skip by that level's stride.
     Same arguments as ``UNet`` otherwise. After a forward pass, ``attention_maps[l]`` holds the coefficients
-    ``(B, 1, *skip_size)`` of level l (detached).
+    ``(B, 1, *skip_size)`` of level l (detached), cropped to the part of the grid that covers the input.
     """
 
     def __init__(
@@ -50,6 +51,18 @@ class AttentionUNet(UNet):
             }
         )
         self.attention_maps: dict[int, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        self.attention_maps = {}
+        out = super().forward(x)
+        # maps were computed on the padded grid: crop them to the part that covers the input
+        for level, alpha in self.attention_maps.items():
+            factor = [1] * self.spatial_dims
+            for s in self.strides[:level]:
+                factor = [f * v for f, v in zip(factor, s)]
+            size = [-(-n // f) for n, f in zip(x.shape[2:], factor)]
+            self.attention_maps[level] = crop_to(alpha, size)
+        return out
 
     def merge_skip(self, level: int, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
         gate = self.gates[str(level)] if str(level) in self.gates else None

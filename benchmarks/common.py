@@ -1,0 +1,81 @@
+"""Shared by the benchmark scripts: machine description and timed bundle runs with peak memory."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_header(command: str) -> str:
+    """Markdown lines naming the machine, date, software and the command that produced a result file."""
+    import monai
+
+    from pipeline.engines import cpu_has_native_bf16
+
+    return "\n".join(
+        [
+            f"- date: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+            f"- machine: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
+            f"native bfloat16: {cpu_has_native_bf16()}, CUDA: {torch.cuda.is_available()}",
+            f"- software: python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}",
+            f"- command: `{command}`",
+        ]
+    )
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    wall_s: float
+    peak_rss_mb: float
+    log: str
+
+
+def run_bundle(config_files: list[str], overrides: dict[str, object], log_file: Path) -> RunResult:
+    """Run ``python -m monai.bundle run`` in a child process; wall time and the child's peak RSS (wait4)."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(config_files)]
+    for k, v in overrides.items():
+        cmd += [f"--{k}", str(v)]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log_file.open("w") as log:
+        log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return RunResult(proc.returncode, wall, usage.ru_maxrss / 1024.0, log_file.read_text())
+
+
+def read_summary(csv_path: Path) -> dict[str, float]:
+    """metric -> mean from a metrics_summary.csv written by CaseMetricsHandler."""
+    import csv
+
+    with csv_path.open() as f:
+        return {row["metric"]: float(row["mean"]) for row in csv.DictReader(f)}
+
+
+def quoted_argv() -> str:
+    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])

@@ -1,0 +1,31 @@
+"""Run bundle commands the way a user does (a child ``python -m monai.bundle`` process) from the repo root."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bundle(command: str, config_files: list[str], timeout: int = 300, **overrides: object) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle <command> --config_file [...] --key value ...``; returns the completed process."""
+    cmd = [sys.executable, "-m", "monai.bundle", command, "--config_file", repr(config_files)]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The process failed with a single ``error: ...`` line (no traceback) containing every fragment."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]

@@ -1,0 +1,110 @@
+"""The unet bundle on tiny generated shapes: train -> evaluate -> infer, metadata, and bad input."""
+import csv
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.data.shapes2d import make_shapes
+from tests.bundles_util import REPO, assert_ok, assert_one_line_error, bundle
+
+TRAIN = ["bundles/unet/train.json"]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root / "data", n=16, seed=3, size=32)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(shapes):
+    out = shapes / "bundle"
+    proc = bundle("run", TRAIN, dataset_dir=shapes / "data", bundle_root=out, epochs=1, val_interval=1, batch_size=4)
+    assert_ok(proc)
+    return out, proc
+
+
+def test_train_writes_checkpoint_tensorboard_and_logs_an_epoch_line(trained):
+    out, proc = trained
+    assert (out / "models" / "model.pt").is_file()
+    assert list((out / "runs").glob("events.out.tfevents.*"))
+    assert (out / "runs" / "val_panel.png").is_file()
+    assert "precision:" in proc.stdout + proc.stderr
+    epoch_lines = [ln for ln in proc.stdout.splitlines() if "Epoch[1] Metrics" in ln and "val_mean_iou" in ln]
+    assert epoch_lines and "val_dice_ellipse" in epoch_lines[0]
+
+
+def test_tensorboard_has_scalars_and_panels(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = trained
+    tags = {"scalars": set(), "images": set()}
+    for f in (out / "runs").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        for k in tags:
+            tags[k] |= set(acc.Tags()[k])
+    assert {"train_loss", "val_mean_dice", "val_mean_iou", "val_dice_rectangle"} <= tags["scalars"]
+    assert "val/panel" in tags["images"]
+
+
+def test_evaluate_writes_per_case_table_and_summary(trained, shapes):
+    out, _ = trained
+    assert_ok(bundle("run", TRAIN + ["bundles/unet/evaluate.json"], dataset_dir=shapes / "data", bundle_root=out))
+    with (out / "runs" / "eval" / "metrics_per_case.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    n_test = len(list((shapes / "data" / "imagesTs").glob("*.png")))
+    assert len(rows) == n_test
+    assert {"case", "dice_ellipse", "iou_ellipse", "dice_rectangle", "iou_rectangle"} <= set(rows[0])
+    summary = (out / "runs" / "eval" / "metrics_summary.csv").read_text()
+    assert "iou_rectangle" in summary
+
+
+def test_inference_writes_one_label_map_per_image(trained, shapes):
+    out, _ = trained
+    assert_ok(bundle("run", TRAIN + ["bundles/unet/inference.json"], dataset_dir=shapes / "data", bundle_root=out))
+    images = sorted((shapes / "data" / "imagesTs").glob("*.png"))
+    preds = sorted((out / "runs" / "predictions").glob("*_seg.png"))
+    assert len(preds) == len(images)
+    pred = np.array(Image.open(preds[0]))
+    assert pred.shape == np.array(Image.open(images[0])).shape
+    assert set(np.unique(pred)) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("bundle_name", ["unet", "attn_unet"])
+def test_metadata_is_valid(bundle_name, tmp_path):
+    schema = tmp_path / "schema.json"
+    shutil.copy(REPO / "tests/assets/meta_schema_20220324.json", schema)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
+         f"bundles/{bundle_name}/metadata.json", "--filepath", str(schema)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0 and "metadata is verified with no error" in proc.stdout + proc.stderr
+
+
+def test_missing_dataset_dir_is_one_line(tmp_path):
+    proc = bundle("run", TRAIN, dataset_dir=tmp_path / "nowhere", bundle_root=tmp_path / "b")
+    assert_one_line_error(proc, "dataset_dir", "nowhere", "does not exist")
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "b" / "models").exists()
+
+
+def test_unknown_preset_is_one_line(shapes, tmp_path):
+    proc = bundle("run", TRAIN, dataset_dir=shapes / "data", bundle_root=tmp_path, **{"network_def#preset": "huge"})
+    assert_one_line_error(proc, "unknown U-Net preset 'huge'")
+
+
+def test_data_list_naming_a_missing_file_is_one_line_and_deletes_nothing(shapes, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(shapes / "data", data)
+    victim = sorted((data / "labelsTr").glob("*.png"))[0]
+    victim.unlink()
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    proc = bundle("run", TRAIN, dataset_dir=data, bundle_root=tmp_path / "b")
+    assert_one_line_error(proc, victim.name)
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before

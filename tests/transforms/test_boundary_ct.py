@@ -1,0 +1,72 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.losses import BoundaryWeightedDiceCELoss
+from pipeline.transforms import CTIntensityd, boundary_weight_map, foreground_statistics
+
+
+def _square_label(size=32, lo=8, hi=20):
+    t = torch.zeros(1, 1, size, size, dtype=torch.long)
+    t[..., lo:hi, lo:hi] = 1
+    return t
+
+
+def test_boundary_weights_peak_at_borders_and_fade_to_one():
+    w = boundary_weight_map(_square_label(), num_classes=2, w0=5.0, sigma=2.0)[0, 0]
+    assert w.shape == (32, 32)
+    assert w[14, 8] == pytest.approx(6.0, abs=0.05)  # on the border
+    assert w[0, 0] == pytest.approx(1.0, abs=1e-3)  # far outside
+    assert w[14, 14] < 3.0  # the square's centre is 6 px from the border
+    assert w[14, 8] > w[14, 11] > w[14, 14]
+
+
+def test_boundary_weighted_loss_weights_border_errors_more():
+    target = _square_label()
+    loss = BoundaryWeightedDiceCELoss(w0=10.0, lambda_dice=0.0)
+    good = torch.where(torch.nn.functional.one_hot(target[:, 0], 2).movedim(-1, 1).bool(), 4.0, -4.0)
+    border_err, far_err = good.clone(), good.clone()
+    border_err[0, :, 14, 8] = border_err[0, :, 14, 8].flip(0)  # one wrong pixel on the border
+    far_err[0, :, 1, 1] = far_err[0, :, 1, 1].flip(0)  # one wrong pixel far away
+    assert loss(border_err, target) > 3 * loss(far_err, target)
+    x = torch.randn(1, 2, 32, 32, requires_grad=True)
+    BoundaryWeightedDiceCELoss()(x, target).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_ct_window_scales_hounsfield_units():
+    d = CTIntensityd("image", mode="window", window=(-100, 300))({"image": torch.tensor([[-1000.0, -100, 100, 300, 2000]])})
+    assert torch.allclose(d["image"], torch.tensor([[0.0, 0.0, 0.5, 1.0, 1.0]]))
+    with pytest.raises(PipelineError, match="hu_window"):
+        CTIntensityd("image", window=(300, -100))
+    with pytest.raises(PipelineError, match="intensity_mode"):
+        CTIntensityd("image", mode="minmax")
+
+
+def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(2):
+        img = rng.normal(40, 10, (16, 16, 8)).astype(np.float32)
+        img[:4] = -1000
+        lab = np.zeros((16, 16, 8), np.uint8)
+        lab[6:10, 6:10] = 1
+        ip, lp = tmp_path / f"img{i}.nii.gz", tmp_path / f"lab{i}.nii.gz"
+        nib.save(nib.Nifti1Image(img, np.eye(4)), ip)
+        nib.save(nib.Nifti1Image(lab, np.eye(4)), lp)
+        cases.append({"image": str(ip), "label": str(lp)})
+    cache = tmp_path / "ckpt" / "ct_stats.json"
+    stats = foreground_statistics(cases, cache)
+    assert 35 < stats["mean"] < 45 and 7 < stats["std"] < 13 and stats["p00_5"] < stats["p99_5"]
+    stored = json.loads(cache.read_text())
+    assert stored["statistics"] == stats and len(stored["cases"]) == 2
+    assert foreground_statistics(cases, cache) == stats  # reused, not recomputed
+    out = CTIntensityd("image", mode="zscore", stats=stats)({"image": torch.tensor([[-1000.0, stats["mean"]]])})["image"]
+    assert out[0, 1].abs() < 1e-5  # the mean maps to 0
+    assert out[0, 0] == pytest.approx((stats["p00_5"] - stats["mean"]) / stats["std"], rel=1e-4)  # clipped first
+    with pytest.raises(PipelineError, match="zscore"):
+        CTIntensityd("image", mode="zscore")
