@@ -38,9 +38,12 @@ def best_slice(label: np.ndarray) -> int:
 
 def panel_figure(
     image: np.ndarray, label: np.ndarray, pred: np.ndarray, attention: dict[int, np.ndarray],
-    class_names: Sequence[str], title: str = "",
+    class_names: Sequence[str], title: str = "", radiological: bool = False,
 ) -> plt.Figure:
-    """Figure with image, label overlay, prediction overlay and one panel per attention level (2D arrays)."""
+    """Figure with image, label overlay, prediction overlay and one panel per attention level (2D arrays).
+
+    Arrays are (x, y); ``radiological`` shows an axial RAS slice with the patient's right on the viewer's left.
+    """
     n = 3 + len(attention)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     axes = axes[0]
@@ -58,6 +61,8 @@ def panel_figure(
         ax.set_title(f"attention level {level}")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     for ax in axes:
+        if radiological:
+            ax.invert_xaxis()
         ax.set_xticks([])
         ax.set_yticks([])
     legend = ", ".join(f"{c}: {name}" for c, name in zip(("yellow", "red", "blue", "green"), class_names))
@@ -139,7 +144,8 @@ class SegmentationPanelHandler:
         pick = (lambda a: a[..., z]) if z is not None else (lambda a: a)
         epoch = engine.state.epoch
         fig = panel_figure(pick(img), pick(label), pick(pred), attention, self.class_names,
-                           title=f"{self.tag} epoch {epoch}" + (f", slice {z}" if z is not None else ""))
+                           title=f"{self.tag} epoch {epoch}" + (f", axial slice {z}" if z is not None else ""),
+                           radiological=z is not None)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.log_dir / f"{self.tag}_panel.png", dpi=80)
         if self._writer is None:
