@@ -108,3 +108,11 @@ def test_data_list_naming_a_missing_file_is_one_line_and_deletes_nothing(shapes,
     proc = bundle("run", TRAIN, dataset_dir=data, bundle_root=tmp_path / "b")
     assert_one_line_error(proc, victim.name)
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+def test_attn_unet_bundle_runs_on_the_2d_shapes_fragment(shapes, tmp_path):
+    proc = bundle("run", ["bundles/attn_unet/train.json", "configs/data/shapes2d.json"], dataset_dir=shapes / "data",
+                  bundle_root=tmp_path, epochs=1, val_interval=1, batch_size=4)
+    assert_ok(proc)
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert any("val_dice_ellipse" in ln for ln in proc.stdout.splitlines())
