@@ -29,6 +29,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model  # noqa: E402
 from pipeline.data.pancreas_phantom import TISSUES, PhantomCase, case_seed, generate_case, make_pancreas_dataset  # noqa: E402
 
 HU_MIN, HU_BINS = -1024, 4096  # int16 HU clipped to [-1024, 3071] by the generator
@@ -54,16 +56,6 @@ TYPICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "gallbladder": (-10, 30, "bile 0-20"),
     "lung": (-900, -700, "lung -900 to -700"),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_seconds() -> float:

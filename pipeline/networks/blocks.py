@@ -81,7 +81,11 @@ class ConvBlock(nn.Sequential):
         for i, (cin, cout) in enumerate(((in_channels, out_channels), (out_channels, out_channels))):
             self.add_module(
                 f"conv{i}",
-                Convolution(spatial_dims, cin, cout, kernel_size=3, norm=norm, act=act, dropout=dropout or None),
+                # no bias: the norm right after it removes any per-channel offset
+                Convolution(
+                    spatial_dims, cin, cout, kernel_size=3, norm=norm, act=act, dropout=dropout or None,
+                    bias=not norm,
+                ),
             )
 
 
