@@ -1,8 +1,8 @@
 """Sliding-window inference of a 256x256x128 CT volume through the default inference.json (target 4d: <= 15 s).
 
-The volume is a CT phantom resampled to a 256x256x128 grid (1.5 x 1.5 x 2.5 mm). The checkpoint is the one a
-default training run left in bundles/attn_unet/models (or --ckpt_dir); without one, a freshly initialised network
-is saved there first (the timing does not depend on the weights). Reported: the bundle process wall time and the
+The volume is a CT phantom resampled to a 256x256x128 grid (1.5 x 1.5 x 2.5 mm). The checkpoint is taken from
+--ckpt_dir (e.g. bundles/attn_unet/models after a training run); without one, a freshly initialised network is
+saved in the scratch folder (the timing does not depend on the weights). Reported: the bundle process wall time and the
 inference engine's own run time (loading, preprocessing, sliding window, inversion and NIfTI writing of the case).
 
     python benchmarks/attn_unet_inference.py [--ckpt_dir DIR]
@@ -40,7 +40,7 @@ def make_volume(path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt_dir", default=str(REPO / "bundles/attn_unet/models"))
+    ap.add_argument("--ckpt_dir", default=None, help="folder with model.pt (default: an untrained net)")
     ap.add_argument("--work", default="/tmp/attn_unet_infer")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/attn_unet_inference.md"))
     args = ap.parse_args()
@@ -48,6 +48,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     (work / "in").mkdir(parents=True)
     make_volume(work / "in" / "ct_256x256x128.nii.gz")
+    args.ckpt_dir = args.ckpt_dir or str(work / "models")
     ckpt = Path(args.ckpt_dir) / "model.pt"
     trained = ckpt.is_file()
     if not trained:
