@@ -3,10 +3,13 @@
 Runs ``python -m monai.bundle run --config_file bundles/attn_unet/train.json`` with its defaults from a state
 with no generated data (so data generation is counted, as for a new user), records wall time, peak memory (RSS of
 the process, via wait4) and the validation Dice per class logged at each validation, then evaluates the best
-checkpoint on the held-out phantoms (imagesTs/labelsTs). With ``--compare-epochs N`` it also trains the same
-recipe for N epochs once in bfloat16 and once in float32 (same seed, same budget) and compares validation Dice.
+checkpoint on the held-out phantoms (imagesTs/labelsTs). ``--compare-fp32`` then trains the same default recipe
+again with ``--amp float32`` (same data, seed and epochs) and compares its validation Dice with the default run's,
+which is bfloat16 on a CPU that runs it natively. ``--compare-epochs N`` does the same comparison with two shorter
+runs of N epochs instead (bfloat16 and float32), without the default run when ``--skip-default`` is given.
 
-    python benchmarks/attn_unet_train.py [--compare-epochs 20] [--skip-default]
+    python benchmarks/attn_unet_train.py --compare-fp32
+    python benchmarks/attn_unet_train.py --skip-default --keep-data --compare-epochs 20
 """
 from __future__ import annotations
 
@@ -21,6 +24,18 @@ from common import REPO, machine_header, quoted_argv, read_summary, run_bundle  
 
 TRAIN = ["bundles/attn_unet/train.json"]
 EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- (.*val_dice_pancreas.*)")
+TRAIN_EPOCH_TIME = re.compile(r"SupervisedTrainer - INFO - Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
+
+
+def train_seconds(log: str) -> float:
+    """Sum of the trainer's epoch times (validation runs inside the epoch that triggers it)."""
+    return sum(int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in TRAIN_EPOCH_TIME.findall(log))
+
+
+def scores(run) -> tuple[float, float, float]:
+    """(seconds in training epochs, last validation Dice pancreas, best-checkpoint Dice pancreas)."""
+    hist = val_history(run.log)
+    return train_seconds(run.log), hist[-1][1].get("val_dice_pancreas", float("nan")), best_of(hist)[1]
 
 
 def val_history(log: str) -> list[tuple[int, dict[str, float]]]:
@@ -41,6 +56,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/attn_unet_bench")
     ap.add_argument("--compare-epochs", type=int, default=0, help="bf16 vs fp32 runs of this many epochs (0: skip)")
+    ap.add_argument("--compare-fp32", action="store_true",
+                    help="after the default run, the same run in float32, and compare Dice")
     ap.add_argument("--skip-default", action="store_true", help="only the precision comparison")
     ap.add_argument("--keep-data", action="store_true", help="do not delete data/pancreas_phantom first")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/attn_unet_train.md"))
@@ -94,23 +111,34 @@ def main() -> int:
                       + ", ".join(f"{k} {v:.4f}" for k, v in test.items()), ""]
         print("\n".join(lines), flush=True)
 
-    if args.compare_epochs:
+    compare = args.compare_epochs or (args.compare_fp32 and not args.skip_default)
+    if compare:
         results = {}
+        if not args.compare_epochs:
+            if "precision: bfloat16" not in run.log:
+                raise SystemExit("the default run did not choose bfloat16 on this machine: nothing to compare")
+            results["bfloat16"] = scores(run)
         for amp in ("bfloat16", "float32"):
+            if amp in results:
+                continue
             root = work / f"compare_{amp}"
-            run = run_bundle(TRAIN, {"bundle_root": root, "amp": amp, "epochs": args.compare_epochs,
-                                     "val_interval": max(1, args.compare_epochs // 4)}, root / "train.log")
+            overrides = {"bundle_root": root, "amp": amp}
+            if args.compare_epochs:
+                overrides.update(epochs=args.compare_epochs, val_interval=max(1, args.compare_epochs // 4))
+            run = run_bundle(TRAIN, overrides, root / "train.log")
             if run.returncode:
                 print(run.log[-4000:])
                 raise SystemExit(f"the {amp} run failed")
-            hist = val_history(run.log)
-            results[amp] = (run.wall_s, hist[-1][1].get("val_dice_pancreas", float("nan")), best_of(hist)[1])
+            results[amp] = scores(run)
             print(amp, results[amp], flush=True)
         (tb, db, bb), (tf, df, bf) = results["bfloat16"], results["float32"]
+        budget = f"{args.compare_epochs} epochs each" if args.compare_epochs else "the default run (bfloat16) and the same command" \
+            " with `--amp float32`"
         lines += [
-            f"## bfloat16 vs float32, same recipe and seed, {args.compare_epochs} epochs each",
+            f"## bfloat16 vs float32, same recipe, data and seed: {budget}",
             "",
-            "| precision | wall time (s) | final validation Dice pancreas | best-checkpoint Dice pancreas |",
+            "| precision | time in training epochs incl. validation (s) | final validation Dice pancreas |"
+            " best-checkpoint Dice pancreas |",
             "|---|---|---|---|",
             f"| bfloat16 | {tb:.0f} | {db:.4f} | {bb:.4f} |",
             f"| float32 | {tf:.0f} | {df:.4f} | {bf:.4f} |",

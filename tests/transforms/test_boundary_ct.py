@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -70,3 +71,37 @@ def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
     assert out[0, 0] == pytest.approx((stats["p00_5"] - stats["mean"]) / stats["std"], rel=1e-4)  # clipped first
     with pytest.raises(PipelineError, match="zscore"):
         CTIntensityd("image", mode="zscore")
+
+
+def _fragment_postprocess(name, **overrides):
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[2] / "configs/data" / f"{name}.json"))
+    parser.update(overrides)
+    return Compose(parser.get_parsed_content("data#postprocess"))
+
+
+def test_ct_postprocess_keeps_the_largest_pancreas_and_tumour_component():
+    pred = torch.zeros(1, 24, 24, 12, dtype=torch.long)
+    pred[0, 2:10, 2:10, 2:8] = 1  # the organ ...
+    pred[0, 6:9, 6:9, 3:6] = 2  # ... with its tumour inside: kept together
+    pred[0, 18:21, 18:21, 8:10] = 1  # a stray island of "pancreas"
+    pred[0, 14:16, 2:4, 2:4] = 2  # a stray island of "tumour"
+    unchanged = _fragment_postprocess("pancreas_ct")({"pred": pred.clone()})["pred"]  # off by default
+    assert torch.equal(torch.as_tensor(unchanged), pred)
+    out = _fragment_postprocess("pancreas_ct", keep_largest_component=True)({"pred": pred.clone()})["pred"]
+    expected = pred.clone()
+    expected[0, 18:21, 18:21, 8:10] = 0
+    expected[0, 14:16, 2:4, 2:4] = 0
+    assert torch.equal(torch.as_tensor(out), expected)
+
+
+def test_shapes_postprocess_keeps_every_shape():
+    pred = torch.zeros(1, 16, 16, dtype=torch.long)
+    pred[0, 1:4, 1:4] = 1
+    pred[0, 9:12, 9:12] = 1
+    pred[0, 5:7, 12:15] = 2
+    out = _fragment_postprocess("shapes2d")({"pred": pred.clone()})["pred"]
+    assert torch.equal(torch.as_tensor(out), pred)
