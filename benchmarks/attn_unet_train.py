@@ -62,6 +62,8 @@ def main() -> int:
     ap.add_argument("--keep-data", action="store_true", help="do not delete data/pancreas_phantom first")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/attn_unet_train.md"))
     args = ap.parse_args()
+    if args.compare_fp32 and args.skip_default:
+        ap.error("--compare-fp32 compares against the default run: drop --skip-default (or use --compare-epochs N)")
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     lines = ["# Attention U-Net: the user's command on CT phantoms", "", machine_header(quoted_argv()), ""]

@@ -1,14 +1,16 @@
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
+from monai.transforms import Compose
 
 from pipeline.errors import PipelineError
 from pipeline.losses import BoundaryWeightedDiceCELoss
 from pipeline.transforms import CTIntensityd, boundary_weight_map, foreground_statistics
+from tests.bundles_util import REPO
 
 
 def _square_label(size=32, lo=8, hi=20):
@@ -74,11 +76,8 @@ def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
 
 
 def _fragment_postprocess(name, **overrides):
-    from monai.bundle import ConfigParser
-    from monai.transforms import Compose
-
     parser = ConfigParser()
-    parser.read_config(str(Path(__file__).resolve().parents[2] / "configs/data" / f"{name}.json"))
+    parser.read_config(str(REPO / "configs/data" / f"{name}.json"))
     parser.update(overrides)
     return Compose(parser.get_parsed_content("data#postprocess"))
 
