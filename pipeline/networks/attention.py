@@ -14,12 +14,41 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 from torch import nn
 
+from pipeline.networks.blocks import DEFAULT_NORM, LayerSpec
+
 
 class GridAttentionGate(nn.Module):
-    """``out = W(alpha * x)``, ``alpha = sigmoid(psi(relu(theta(x) + phi(g))))`` resampled to x's grid.
+    """Additive grid attention gate: ``out = W(alpha * x)``, ``alpha = sigmoid(psi(relu(theta(x) + phi(g))))``.
 
-    x: skip features ``(B, in_channels, *S)``; g: gating signal ``(B, gating_channels, *S / sub_sample)`` from the
-    next coarser level. ``forward`` returns ``(out, alpha)`` with alpha ``(B, 1, *S)`` in [0, 1].
+    ``x`` are the skip features of one level, ``g`` the gating signal: the decoder features of the next coarser
+    level, whose grid is ``sub_sample`` times coarser. ``theta`` (a convolution with kernel and stride
+    ``sub_sample``, no bias) brings ``x`` onto the gating grid, ``phi`` (1x1) maps ``g`` to the same
+    ``inter_channels``; ``psi`` (1x1) reduces their rectified sum to one channel whose sigmoid is resampled to the
+    skip grid by (bi/tri)linear interpolation (``align_corners=False``). ``W`` is a 1x1 convolution followed by
+    ``norm``. Oktay et al., "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018.
+
+    Shapes: ``x`` ``(B, in_channels, *S)``, ``g`` ``(B, gating_channels, *S / sub_sample)``; a ``g`` on another
+    grid is interpolated onto the grid of ``theta(x)``, ``S // sub_sample``. ``forward(x, g)`` returns
+    ``(out, alpha)`` with ``out`` ``(B, in_channels, *S)`` and ``alpha`` ``(B, 1, *S)``, values in [0, 1].
+
+    Args:
+        spatial_dims: number of spatial dimensions, 2 or 3.
+        in_channels: channels of the skip features ``x`` (and of ``out``).
+        gating_channels: channels of the gating signal ``g``.
+        inter_channels: channels of ``theta(x)`` and ``phi(g)``. Defaults to ``in_channels // 2`` (at least 1).
+        sub_sample: the stride between the skip grid and the gating grid, an int or one int per axis: the
+            kernel size and stride of ``theta``. Defaults to 2.
+        norm: normalization after ``W``, a MONAI norm spec. Defaults to ``DEFAULT_NORM``.
+
+    Examples::
+
+        >>> import torch
+        >>> gate = GridAttentionGate(spatial_dims=3, in_channels=8, gating_channels=16, sub_sample=(2, 2, 1))
+        >>> out, alpha = gate(torch.randn(2, 8, 16, 16, 6), torch.randn(2, 16, 8, 8, 6))
+        >>> tuple(out.shape), tuple(alpha.shape)
+        ((2, 8, 16, 16, 6), (2, 1, 16, 16, 6))
+        >>> bool(alpha.min() >= 0 and alpha.max() <= 1)
+        True
     """
 
     def __init__(
@@ -29,7 +58,7 @@ class GridAttentionGate(nn.Module):
         gating_channels: int,
         inter_channels: int | None = None,
         sub_sample: int | Sequence[int] = 2,
-        norm: str | tuple = ("instance", {"affine": True}),
+        norm: LayerSpec = DEFAULT_NORM,
     ) -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]

@@ -1,22 +1,38 @@
 """Building blocks shared by every network here: conv-norm-act stacks, the encoder, the up-sampling decoder stage.
 
-The convolutions, norms and activations come from MONAI's ``Convolution`` block; what is ours is the wiring that
-lets depth, widths and per-level (possibly anisotropic) strides be parameters of one encoder/decoder.
+The layers come from MONAI (``Convolution``, ``UpSample``); what is ours is the wiring that lets depth, widths and
+per-level (possibly anisotropic) strides be parameters of one encoder/decoder.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
+from monai.networks.blocks import Convolution, UpSample
 from monai.networks.layers.factories import Pool
 from torch import nn
 
 from pipeline.errors import PipelineError
 
 Stride = int | Sequence[int]
+#: a MONAI layer spec: a factory name (``"batch"``) or ``(name, {constructor arguments})``
+LayerSpec = str | tuple
 
+#: the normalization of every conv-norm-act layer and attention gate unless a network is given another one
+DEFAULT_NORM: LayerSpec = ("instance", {"affine": True})
+#: the activation of every conv-norm-act layer unless a network is given another one
+DEFAULT_ACT: LayerSpec = ("leakyrelu", {"negative_slope": 0.01, "inplace": True})
+#: ``UpBlock``'s up-sampling modes: learned (transposed convolution) or (bi/tri)linear interpolation + 1x1 conv
+UPSAMPLE_MODES = ("deconv", "interp")
+
+
+
+def constructor_args(frame_locals: dict) -> dict:
+    """The arguments a network was built with (``locals()`` at the top of its ``__init__``), kept as ``init_args``
+    so that a checkpoint folder can rebuild it (``pipeline.engines.network_config``)."""
+    return {k: v for k, v in frame_locals.items() if k not in ("self", "__class__")}
 
 def normalize_strides(strides: Sequence[Stride] | None, depth: int, spatial_dims: int) -> list[tuple[int, ...]]:
     """Per-level pooling factors as tuples of length ``spatial_dims``, finest level first.
@@ -66,15 +82,26 @@ def crop_to(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
 
 
 class ConvBlock(nn.Sequential):
-    """Two 3x3(x3) convolution-norm-activation layers: the unit every level of every network is made of."""
+    """Two 3x3(x3) convolution-norm-activation layers: the unit every level of every network is made of.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: channels of the input ``(B, in_channels, *S)``.
+        out_channels: channels of both layers' outputs; the block maps ``(B, in_channels, *S)`` to
+            ``(B, out_channels, *S)`` (padding keeps the spatial size).
+        norm: normalization after each convolution, a MONAI norm spec. The convolutions have no bias when a norm
+            follows them.
+        act: activation after each normalization, a MONAI activation spec.
+        dropout: dropout probability after each activation; 0 adds no dropout layer.
+    """
 
     def __init__(
         self,
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        norm: str | tuple = ("instance", {"affine": True}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
+        norm: LayerSpec = DEFAULT_NORM,
+        act: LayerSpec = DEFAULT_ACT,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -92,7 +119,18 @@ class ConvBlock(nn.Sequential):
 class Encoder(nn.Module):
     """Contracting path: ConvBlock at full size, then (max-pool by the level's stride, ConvBlock) per level.
 
-    ``forward`` returns the feature map of every level, finest first: ``len(channels)`` tensors.
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: channels of the input image.
+        channels: width of every level, finest first; ``len(channels) - 1`` poolings.
+        strides: one pooling factor per pooling (``len(channels) - 1`` tuples of length ``spatial_dims``), as
+            returned by ``normalize_strides``.
+        norm: MONAI norm spec of every ConvBlock.
+        act: MONAI activation spec of every ConvBlock.
+        dropout: dropout probability of every ConvBlock.
+
+    ``forward`` maps ``(B, in_channels, *S)`` to the feature maps of every level, finest first: level ``l`` has shape
+    ``(B, channels[l], *S / prod(strides[:l]))``. ``S`` must be divisible by the product of the strides per axis.
     """
 
     def __init__(
@@ -101,8 +139,8 @@ class Encoder(nn.Module):
         in_channels: int,
         channels: Sequence[int],
         strides: Sequence[tuple[int, ...]],
-        norm: str | tuple,
-        act: str | tuple,
+        norm: LayerSpec = DEFAULT_NORM,
+        act: LayerSpec = DEFAULT_ACT,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -125,8 +163,23 @@ class Encoder(nn.Module):
 class UpBlock(nn.Module):
     """One decoder level: up-sample the coarser features, concatenate the (possibly gated) skip, ConvBlock.
 
-    ``upsample="deconv"`` learns the up-sampling (transposed convolution, kernel = stride); ``"interp"`` uses
-    (bi/tri)linear interpolation followed by a 1x1 convolution.
+    The up-sampling is MONAI's ``UpSample``: ``"deconv"`` learns it (transposed convolution, kernel = stride; the
+    layer is ``up.deconv``), ``"interp"`` interpolates (bi/tri)linearly (``align_corners=False``) and then mixes
+    channels with a 1x1 convolution (``up.postconv``).
+
+    Args:
+        spatial_dims: 2 or 3.
+        coarse_channels: channels ``C_c`` of the coarser input ``(B, C_c, *S / stride)``.
+        skip_channels: channels ``C_s`` of the skip input ``(B, C_s, *S)``.
+        out_channels: channels of the up-sampled features and of the output ``(B, out_channels, *S)``.
+        stride: the pooling factor between the two levels, one int per spatial axis.
+        norm: MONAI norm spec of the ConvBlock.
+        act: MONAI activation spec of the ConvBlock.
+        upsample: ``"deconv"`` or ``"interp"``.
+        dropout: dropout probability of the ConvBlock.
+
+    Checkpoints written before the up-sampling moved to ``UpSample`` (keys ``up.conv.*`` for deconv, ``up.1.conv.*``
+    for interp) load unchanged: their keys are renamed on load; the parameters are the same tensors.
     """
 
     def __init__(
@@ -136,25 +189,27 @@ class UpBlock(nn.Module):
         skip_channels: int,
         out_channels: int,
         stride: tuple[int, ...],
-        norm: str | tuple,
-        act: str | tuple,
+        norm: LayerSpec = DEFAULT_NORM,
+        act: LayerSpec = DEFAULT_ACT,
         upsample: str = "deconv",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if upsample == "deconv":
-            self.up = Convolution(
-                spatial_dims, coarse_channels, out_channels, strides=stride, kernel_size=stride,
-                padding=0, output_padding=0, conv_only=True, is_transposed=True,
-            )
-        elif upsample == "interp":
-            mode = "bilinear" if spatial_dims == 2 else "trilinear"
-            self.up = nn.Sequential(
-                nn.Upsample(scale_factor=tuple(float(s) for s in stride), mode=mode, align_corners=False),
-                Convolution(spatial_dims, coarse_channels, out_channels, kernel_size=1, conv_only=True),
-            )
-        else:
+        if upsample not in UPSAMPLE_MODES:
             raise PipelineError(f"upsample must be 'deconv' or 'interp', got {upsample!r}")
+        scale = tuple(int(s) for s in stride)
+        if upsample == "deconv":
+            self.up = UpSample(spatial_dims, coarse_channels, out_channels, scale_factor=scale, mode="deconv")
+            self._legacy_prefixes = (("up.conv.", "up.deconv."),)
+        else:
+            # the 1x1 convolution after the interpolation (not MONAI's default pre_conv before it) keeps the
+            # numerics of the networks trained before this block used UpSample
+            mix = Convolution(spatial_dims, coarse_channels, out_channels, kernel_size=1, conv_only=True)
+            self.up = UpSample(
+                spatial_dims, coarse_channels, coarse_channels, scale_factor=scale, mode="nontrainable",
+                pre_conv=None, post_conv=mix, interp_mode="linear", align_corners=False,
+            )
+            self._legacy_prefixes = (("up.1.conv.", "up.postconv.conv."),)
         self.conv = ConvBlock(spatial_dims, out_channels + skip_channels, out_channels, norm, act, dropout)
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -162,3 +217,23 @@ class UpBlock(nn.Module):
         if up.shape[2:] != skip.shape[2:]:
             up = crop_to(up, skip.shape[2:])
         return self.conv(torch.cat([skip, up], dim=1))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # rename the keys of checkpoints saved before UpSample; the children are loaded from the renamed keys
+        for old, new in self._legacy_prefixes:
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                renamed = prefix + new + key[len(prefix + old):]
+                if renamed not in state_dict:
+                    state_dict[renamed] = state_dict.pop(key)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )

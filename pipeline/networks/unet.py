@@ -13,9 +13,13 @@ from torch import nn
 
 from pipeline.errors import PipelineError
 from pipeline.networks.blocks import (
+    DEFAULT_ACT,
+    DEFAULT_NORM,
     Encoder,
+    LayerSpec,
     Stride,
     UpBlock,
+    constructor_args,
     crop_to,
     normalize_strides,
     pad_to_multiple,
@@ -23,6 +27,9 @@ from pipeline.networks.blocks import (
 )
 
 PRESETS: dict[str, int] = {"precision": 2, "standard": 3, "context": 4}
+#: depth and width of level 0 when neither ``preset``/``depth`` nor ``channels`` is given
+DEFAULT_DEPTH = 3
+DEFAULT_BASE_WIDTH = 32
 
 
 def preset_depth(preset: str) -> int:
@@ -37,14 +44,120 @@ def widths(base_width: int, depth: int) -> list[int]:
     return [base_width * 2**i for i in range(depth + 1)]
 
 
-class UNet(nn.Module):
-    """U-Net: encoder of ``depth`` max-poolings, decoder with skip concatenation, 1x1 conv to ``out_channels``.
+def resolve_depth(owner: str, depth: int | None, preset: str | None) -> int:
+    """The number of poolings that ``preset`` or ``depth`` ask for (``DEFAULT_DEPTH`` when neither is given).
 
-    Input ``(B, in_channels, *spatial)``; output ``(B, out_channels, *spatial)`` (logits). Spatial sizes that are not
-    a multiple of the product of the strides are zero-padded and cropped back (``pad_input=True``) or refused.
-    With ``deep_supervision`` the training-mode output is a list ``[full, side_1, ...]`` where side outputs are
-    logits at coarser decoder levels (for ``monai.losses.DeepSupervisionLoss``); eval mode returns the full output.
-    ``fuse_side_outputs`` makes the full output a 1x1 conv over the up-sampled side outputs, as in Oktay et al.
+    A preset together with a depth that is not the preset's is refused with a one-line PipelineError that names
+    both; ``owner`` (the class name) starts the message.
+    """
+    if preset is None:
+        resolved = DEFAULT_DEPTH if depth is None else int(depth)
+    else:
+        resolved = preset_depth(preset)
+        if depth is not None and int(depth) != resolved:
+            raise PipelineError(
+                f"{owner}: preset {preset!r} (depth {resolved}) and depth={depth} disagree: give one of them"
+            )
+    if resolved < 1:
+        raise PipelineError(f"{owner}: depth must be at least 1, got {resolved}")
+    return resolved
+
+
+def resolve_channels(
+    owner: str,
+    depth: int | None,
+    preset: str | None,
+    channels: Sequence[int] | None,
+    base_width: int | None,
+) -> list[int]:
+    """The width of every level, finest first, from either ``channels`` or ``preset``/``depth`` and ``base_width``.
+
+    ``channels`` fixes the depth and every width by itself, so giving it together with ``preset``, ``depth`` or
+    ``base_width`` is refused (one line naming both) instead of one of them being silently ignored.
+    """
+    if channels is None:
+        base = DEFAULT_BASE_WIDTH if base_width is None else int(base_width)
+        if base < 1:
+            raise PipelineError(f"{owner}: base_width must be at least 1, got {base}")
+        return widths(base, resolve_depth(owner, depth, preset))
+    chosen = [int(c) for c in channels]
+    for name, value in (("preset", preset), ("depth", depth), ("base_width", base_width)):
+        if value is not None:
+            raise PipelineError(
+                f"{owner}: channels={chosen} and {name}={value!r} both given: channels sets the depth and every "
+                f"width, so give channels alone or {name} without channels"
+            )
+    if len(chosen) < 2:
+        raise PipelineError(f"{owner}: channels needs at least 2 widths (depth 1), got {chosen}")
+    if min(chosen) < 1:
+        raise PipelineError(f"{owner}: every width in channels must be at least 1, got {chosen}")
+    return chosen
+
+
+class UNet(nn.Module):
+    """U-Net for 2D and 3D images with a configurable number of poolings, widths and (anisotropic) strides.
+
+    Encoder: at every level two 3x3(x3) convolution-norm-activation layers, then a max-pool by that level's stride.
+    Decoder: up-sampling by the same stride (MONAI ``UpSample``), concatenation with the encoder features of the
+    level (the skip connection), two convolution-norm-activation layers. A 1x1 convolution gives the logits.
+    Based on Ronneberger et al., "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015.
+
+    Input ``(B, in_channels, *S)`` with ``S`` of length ``spatial_dims``; output the logits
+    ``(B, out_channels, *S)``. The poolings need every axis of ``S`` to be a multiple of the product of the strides
+    along that axis (``net.multiple``): with ``strides=[(2, 2, 1)]`` and depth 3 that is ``(8, 8, 4)``. With
+    ``pad_input=True`` other sizes are zero-padded at the far end of each axis and the output is cropped back to
+    ``S``; with ``pad_input=False`` they raise a PipelineError.
+
+    Args:
+        spatial_dims: number of spatial dimensions, 2 or 3.
+        in_channels: number of input channels (image modalities).
+        out_channels: number of output channels (classes, background included).
+        depth: number of poolings. Defaults to 3 (or the preset's depth). Must agree with ``preset`` when both are
+            given; must not be given with ``channels``.
+        base_width: width of the finest level; level ``l`` has ``base_width * 2**l`` channels. Defaults to 32.
+            Must not be given with ``channels``.
+        channels: the width of every level, finest first, instead of ``preset``/``depth``/``base_width``: its
+            length is ``depth + 1``. Giving it together with any of those three is an error.
+        strides: pooling factor per pooling, finest first; each an int or one int per axis. Shorter lists are
+            completed with 2, so ``[(2, 2, 1)]`` means "no pooling along the last axis at the first level".
+            Defaults to 2 everywhere.
+        preset: ``"precision"`` (depth 2), ``"standard"`` (depth 3) or ``"context"`` (depth 4).
+        norm: normalization after each convolution, a MONAI norm spec. Defaults to ``DEFAULT_NORM``
+            (instance norm with affine parameters).
+        act: activation after each normalization, a MONAI activation spec. Defaults to ``DEFAULT_ACT``
+            (leaky ReLU, slope 0.01).
+        upsample: ``"deconv"`` (transposed convolution, kernel = stride) or ``"interp"`` ((bi/tri)linear
+            interpolation followed by a 1x1 convolution). Defaults to ``"deconv"``.
+        dropout: dropout probability after every activation. Defaults to 0 (no dropout).
+        deep_supervision: in training mode return ``[full, side_1, ..., side_n]`` instead of ``full``: ``side_l``
+            are logits ``(B, out_channels, *P / prod(strides[:l]))`` from 1x1 convolutions on the decoder output
+            of level ``l`` (``P``: the padded input size, ``S`` rounded up to ``net.multiple``), as
+            ``monai.losses.DeepSupervisionLoss`` expects. Eval mode returns ``full`` only. Defaults to False.
+        num_side_outputs: number of side outputs ``n`` (levels 1..n), at most ``depth - 1``; larger values are
+            capped. Used with ``deep_supervision`` or ``fuse_side_outputs``. Defaults to 2.
+        fuse_side_outputs: make the full-size output a 1x1 convolution over the full-size logits and the side
+            logits interpolated to full size, as in Oktay et al. 2018. Defaults to False.
+        pad_input: pad inputs whose size is not a multiple of ``net.multiple`` (True) or refuse them (False).
+            Defaults to True.
+
+    Raises:
+        PipelineError: unknown preset; ``channels`` together with ``preset``, ``depth`` or ``base_width``;
+            ``preset`` with a different ``depth``; depth below 1; strides that do not fit ``spatial_dims`` or
+            outnumber the poolings; an unknown ``upsample`` mode.
+
+    Examples::
+
+        >>> import torch
+        >>> net = UNet(spatial_dims=3, in_channels=1, out_channels=3, preset="standard", base_width=4,
+        ...            strides=[(2, 2, 1)], deep_supervision=True)
+        >>> net.channels, net.multiple
+        ([4, 8, 16, 32], (8, 8, 4))
+        >>> [tuple(y.shape) for y in net.train()(torch.zeros(1, 1, 32, 32, 12))]
+        [(1, 3, 32, 32, 12), (1, 3, 16, 16, 12), (1, 3, 8, 8, 6)]
+        >>> net.eval()(torch.zeros(1, 1, 30, 27, 10)).shape  # padded to (32, 32, 12), cropped back
+        torch.Size([1, 3, 30, 27, 10])
+        >>> UNet(2, 1, 2, channels=[8, 16, 32]).depth
+        2
     """
 
     def __init__(
@@ -52,13 +165,13 @@ class UNet(nn.Module):
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        depth: int = 3,
-        base_width: int = 32,
+        depth: int | None = None,
+        base_width: int | None = None,
         channels: Sequence[int] | None = None,
         strides: Sequence[Stride] | None = None,
         preset: str | None = None,
-        norm: str | tuple = ("instance", {"affine": True}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
+        norm: LayerSpec = DEFAULT_NORM,
+        act: LayerSpec = DEFAULT_ACT,
         upsample: str = "deconv",
         dropout: float = 0.0,
         deep_supervision: bool = False,
@@ -67,17 +180,13 @@ class UNet(nn.Module):
         pad_input: bool = True,
     ) -> None:
         super().__init__()
+        self.init_args = constructor_args(locals())
         if spatial_dims not in (2, 3):
             raise PipelineError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        if preset is not None:
-            depth = preset_depth(preset)
-        if channels is not None:
-            depth = len(channels) - 1
-        if depth < 1:
-            raise PipelineError(f"depth must be at least 1, got {depth}")
+        self.channels = resolve_channels(type(self).__name__, depth, preset, channels, base_width)
+        depth = len(self.channels) - 1
         self.spatial_dims = spatial_dims
         self.depth = depth
-        self.channels = list(channels) if channels is not None else widths(base_width, depth)
         self.strides = normalize_strides(strides, depth, spatial_dims)
         self.multiple = size_multiple(self.strides)
         self.pad_input = pad_input

@@ -1,9 +1,15 @@
+import inspect
+import json
+from pathlib import Path
+
 import pytest
 import torch
-from monai.networks.nets import AttentionUnet as MonaiAttentionUnet  # noqa: F401  (sanity: MONAI's exists)
 
 from pipeline.errors import PipelineError
-from pipeline.networks import AttentionUNet, GridAttentionGate, UNet
+from pipeline.networks import DEFAULT_ACT, DEFAULT_NORM, AttentionUNet, GridAttentionGate, UNet
+from tests.networks.test_unet_fcn import run_docstring_examples
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -46,6 +52,37 @@ def test_closed_gate_blocks_the_skip():
     assert torch.allclose(out, gate.W(torch.zeros_like(x)), atol=1e-5)
 
 
+def test_gates_in_the_network_are_wired_level_to_level():
+    """Gate l: theta strided by strides[l]; x = the encoder's level-l features; g = the decoder output of level l + 1
+    (the bottleneck for the deepest level); alpha on the skip grid, in [0, 1], and what attention_maps reports."""
+    torch.manual_seed(0)
+    net = AttentionUNet(3, 1, 2, depth=3, base_width=4, strides=[(2, 2, 1)], attention_levels=[0, 1, 2]).eval()
+    seen: dict[str, object] = {}
+    hooks = [net.encoder.register_forward_hook(lambda m, a, out: seen.__setitem__("feats", out))]
+    for level, decoder in enumerate(net.decoders):
+        hooks.append(decoder.register_forward_hook(lambda m, a, out, lvl=level: seen.__setitem__(f"dec{lvl}", out)))
+    for name, gate in net.gates.items():
+        hooks.append(
+            gate.register_forward_hook(lambda m, a, out, lvl=int(name): seen.__setitem__(f"gate{lvl}", (a, out)))
+        )
+    with torch.no_grad():
+        net(torch.randn(1, 1, 32, 32, 8))  # a multiple of net.multiple: no padding, no cropping of the maps
+    for h in hooks:
+        h.remove()
+
+    feats = seen["feats"]
+    for level in range(net.depth):
+        gate = net.gates[str(level)]
+        assert gate.theta.stride == net.strides[level] and gate.theta.kernel_size == net.strides[level]
+        (x, g), (_, alpha) = seen[f"gate{level}"]
+        assert x is feats[level]
+        assert g is (feats[-1] if level == net.depth - 1 else seen[f"dec{level + 1}"])
+        assert tuple(g.shape[2:]) == tuple(n // s for n, s in zip(x.shape[2:], net.strides[level]))
+        assert alpha.shape == (1, 1, *x.shape[2:])
+        assert alpha.min() >= 0 and alpha.max() <= 1
+        assert torch.equal(net.attention_maps[level], alpha)
+
+
 @pytest.mark.parametrize("spatial_dims,size", [(2, (40, 36)), (3, (32, 32, 16))])
 def test_attention_unet_maps_per_level(spatial_dims, size):
     net = AttentionUNet(spatial_dims, 1, 3, depth=3, base_width=4)
@@ -66,6 +103,13 @@ def test_attention_levels_configurable_and_checked():
         AttentionUNet(2, 1, 2, depth=2, attention_levels=[2])
 
 
+def test_inter_channels_one_per_gated_level():
+    net = AttentionUNet(2, 1, 2, depth=3, base_width=4, inter_channels=[3, 5])
+    assert [net.gates[str(lvl)].theta.out_channels for lvl in (1, 2)] == [3, 5]
+    with pytest.raises(PipelineError, match="inter_channels has 1 entries but 2 levels are gated"):
+        AttentionUNet(2, 1, 2, depth=3, base_width=4, inter_channels=[3])
+
+
 def test_attention_unet_shares_the_unet_blocks():
     att, plain = AttentionUNet(3, 1, 3, depth=3, base_width=4), UNet(3, 1, 3, depth=3, base_width=4)
     assert isinstance(att, UNet)
@@ -82,3 +126,38 @@ def test_anisotropic_attention_unet_with_deep_supervision():
     loss = sum(o.mean() for o in outs)
     loss.backward()
     assert net.gates["1"].theta.weight.grad is not None
+
+
+def test_signature_is_explicit_and_mirrors_unet():
+    params = inspect.signature(AttentionUNet.__init__).parameters
+    plain = inspect.signature(UNet.__init__).parameters
+    kinds = {p.kind for p in params.values()}
+    assert inspect.Parameter.VAR_KEYWORD not in kinds and inspect.Parameter.VAR_POSITIONAL not in kinds
+    assert list(params)[: len(plain)] == list(plain)
+    assert list(params)[len(plain):] == ["attention_levels", "inter_channels"]
+    assert all(params[name].default == plain[name].default for name in plain)
+    assert params["norm"].default is DEFAULT_NORM and params["act"].default is DEFAULT_ACT
+    assert inspect.signature(GridAttentionGate.__init__).parameters["norm"].default is DEFAULT_NORM
+
+
+def test_bundle_network_arguments_are_parameters():
+    """The attn_unet bundle instantiates AttentionUNet by keyword: every name it uses is in the signature."""
+    config = json.loads((REPO / "bundles" / "attn_unet" / "train.json").read_text())
+    names = set(config["network_def"]) - {"_target_"}
+    assert names and names <= set(inspect.signature(AttentionUNet.__init__).parameters)
+
+
+def test_norm_reaches_the_gates():
+    net = AttentionUNet(2, 1, 2, depth=2, base_width=4, norm="batch")
+    assert isinstance(net.gates["1"].W.adn.N, torch.nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("given", [{"preset": "standard"}, {"depth": 3}])
+def test_channels_conflicts_are_refused_for_attention_unet(given):
+    with pytest.raises(PipelineError, match=f"AttentionUNet: channels=.* and {next(iter(given))}="):
+        AttentionUNet(3, 1, 3, channels=[4, 8, 16, 32], **given)
+
+
+@pytest.mark.parametrize("cls", [AttentionUNet, GridAttentionGate])
+def test_docstring_example_runs(cls):
+    run_docstring_examples(cls)

@@ -1,10 +1,27 @@
+import doctest
+import io
+import inspect
+
 import pytest
 import torch
+from monai.networks.blocks import UpSample
 
 from pipeline.errors import PipelineError
-from pipeline.networks import FCN, PRESETS, UNet
+from pipeline.networks import DEFAULT_ACT, DEFAULT_NORM, FCN, PRESETS, UNet
+from pipeline.networks.blocks import ConvBlock, UpBlock
 
 SIZES = {2: [(64, 64), (50, 37)], 3: [(32, 32, 16), (21, 30, 17)]}
+
+
+def run_docstring_examples(obj: object) -> None:
+    """Run the ``>>>`` examples of ``obj``'s docstring; fail with doctest's report if any example fails."""
+    tests = doctest.DocTestFinder(recurse=False).find(obj, name=obj.__name__, globs={obj.__name__: obj})
+    runner = doctest.DocTestRunner()
+    report = io.StringIO()
+    for test in tests:
+        runner.run(test, out=report.write)
+    assert runner.tries > 0, f"{obj.__name__} has no docstring example"
+    assert runner.failures == 0, report.getvalue()
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -22,11 +39,51 @@ def test_presets_set_depth_and_widths_double():
     net = UNet(2, 1, 2, depth=3, base_width=8)
     assert net.channels == [8, 16, 32, 64]
     assert len(net.encoder.downs) == 3 and len(net.decoders) == 3
+    assert UNet(2, 1, 2).channels == [32, 64, 128, 256]  # defaults: depth 3, base width 32
+    assert UNet(2, 1, 2, channels=[4, 8, 16]).depth == 2
 
 
 def test_unknown_preset_is_one_line_error():
     with pytest.raises(PipelineError, match="unknown U-Net preset 'huge'.*precision, standard, context"):
         UNet(2, 1, 2, preset="huge")
+    with pytest.raises(PipelineError, match="unknown U-Net preset 'huge'"):
+        FCN(2, 1, 2, preset="huge")
+
+
+@pytest.mark.parametrize("given", [{"preset": "standard"}, {"depth": 3}, {"depth": 2}, {"base_width": 8}])
+def test_channels_together_with_preset_depth_or_base_width_is_refused(given):
+    """channels fixes depth and widths itself: another of those arguments is an error, never silently ignored."""
+    (name, value), = given.items()
+    with pytest.raises(PipelineError, match=rf"channels=\[8, 16, 32, 64\] and {name}={value!r} both given") as err:
+        UNet(2, 1, 2, channels=[8, 16, 32, 64], **given)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("cls", [UNet, FCN])
+def test_preset_and_a_different_depth_are_refused(cls):
+    with pytest.raises(PipelineError, match=r"preset 'standard' \(depth 3\) and depth=2 disagree") as err:
+        cls(2, 1, 2, preset="standard", depth=2)
+    assert "\n" not in str(err.value)
+    assert cls(2, 1, 2, preset="standard", depth=3, base_width=4).channels == [4, 8, 16, 32]  # agreeing: fine
+
+
+def test_depth_below_one_and_short_channels_are_refused():
+    with pytest.raises(PipelineError, match="depth must be at least 1"):
+        UNet(2, 1, 2, depth=0)
+    with pytest.raises(PipelineError, match="channels needs at least 2 widths"):
+        UNet(2, 1, 2, channels=[8])
+
+
+@pytest.mark.parametrize("cls", [UNet, FCN, ConvBlock, UpBlock])
+def test_default_norm_and_act_are_the_shared_ones(cls):
+    params = inspect.signature(cls.__init__).parameters
+    assert params["norm"].default is DEFAULT_NORM
+    assert params["act"].default is DEFAULT_ACT
+
+
+@pytest.mark.parametrize("cls", [UNet, FCN])
+def test_docstring_example_runs(cls):
+    run_docstring_examples(cls)
 
 
 def test_refusing_sizes_names_the_multiple():
@@ -57,9 +114,26 @@ def test_anisotropic_strides_keep_z_at_first_level():
 def test_interpolating_upsampling_and_learned_upsampling_both_work():
     for mode in ("deconv", "interp"):
         net = UNet(2, 1, 3, depth=2, base_width=4, upsample=mode)
+        assert all(isinstance(d.up, UpSample) for d in net.decoders)
         assert net(torch.randn(1, 1, 16, 16)).shape == (1, 3, 16, 16)
     with pytest.raises(PipelineError, match="upsample"):
         UNet(2, 1, 3, depth=2, upsample="nearest-ish")
+
+
+@pytest.mark.parametrize(
+    "mode,new,old", [("deconv", ".up.deconv.", ".up.conv."), ("interp", ".up.postconv.", ".up.1.")]
+)
+def test_checkpoints_with_the_pre_upsample_keys_still_load(mode, new, old):
+    """Weights saved when the decoder's up-sampling was a bare Convolution/Sequential load strictly, same output."""
+    torch.manual_seed(0)
+    trained = UNet(2, 1, 3, depth=2, base_width=4, upsample=mode).eval()
+    old_style = {k.replace(new, old): v for k, v in trained.state_dict().items()}
+    assert sum(old in k for k in old_style) == 4  # weight and bias of two decoders
+    torch.manual_seed(1)
+    fresh = UNet(2, 1, 3, depth=2, base_width=4, upsample=mode).eval()
+    fresh.load_state_dict(old_style, strict=True)
+    x = torch.randn(1, 1, 16, 16)
+    assert torch.equal(fresh(x), trained(x))
 
 
 def test_deep_supervision_outputs_in_training_only():
@@ -78,8 +152,47 @@ def test_fused_side_outputs_change_the_main_output_path():
     assert all(h.conv.weight.grad is not None for h in net.side_heads)
 
 
-def test_fcn_has_no_skip_connections():
-    net = FCN(2, 1, 3, depth=3, base_width=4)
-    assert not hasattr(net, "decoders")
+def _replace_finer_features(module: torch.nn.Module, args: tuple, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Forward hook on an encoder: every level but the coarsest becomes noise of the same shape."""
+    return [torch.randn_like(f) for f in feats[:-1]] + [feats[-1]]
+
+
+@pytest.mark.parametrize("cls,has_skips", [(FCN, False), (UNet, True)])
+def test_fcn_output_depends_on_the_coarsest_features_only(cls, has_skips):
+    """Replacing the finer encoder levels by noise leaves an FCN's output unchanged and changes a U-Net's."""
+    torch.manual_seed(0)
+    net = cls(2, 1, 3, depth=3, base_width=4).eval()
     x = torch.randn(1, 1, 32, 32)
-    assert net(x).shape == (1, 3, 32, 32)
+    with torch.no_grad():
+        clean = net(x)
+        handle = net.encoder.register_forward_hook(_replace_finer_features)
+        try:
+            scrambled = net(x)
+        finally:
+            handle.remove()
+    assert torch.equal(clean, scrambled) is not has_skips
+
+
+def _second_differences_inside_cells(y: torch.Tensor, factor: int) -> torch.Tensor:
+    """|second differences| along the last axis at positions whose neighbours lie between the same two centres
+    of a grid ``factor`` times coarser (where linear interpolation with align_corners=False is exactly linear)."""
+    d2 = (y[..., 2:] - 2 * y[..., 1:-1] + y[..., :-2]).abs()
+    centre = torch.arange(1, y.shape[-1] - 1) % factor
+    inside = (centre != factor // 2 - 1) & (centre != factor // 2)
+    return d2[..., inside]
+
+
+@pytest.mark.parametrize("cls,has_skips", [(FCN, False), (UNet, True)])
+def test_fcn_output_is_a_linear_upsampling_of_a_coarse_map(cls, has_skips):
+    """Without skips no full-resolution detail reaches the output: it is piecewise linear between the centres of
+    the coarsest (1/8) grid along each axis. A U-Net's output is not."""
+    torch.manual_seed(0)
+    net = cls(2, 1, 3, depth=3, base_width=4).eval()
+    with torch.no_grad():
+        y = net(torch.randn(1, 1, 32, 32))
+    scale = float(y.abs().max())
+    worst = max(float(_second_differences_inside_cells(t, 8).max()) for t in (y, y.transpose(-1, -2)))
+    if has_skips:
+        assert worst > 1e-2 * scale
+    else:
+        assert worst <= 1e-5 * scale
