@@ -28,7 +28,7 @@ SPACING = (1.5, 1.5, 2.5)
 
 
 def make_volume(path: Path) -> None:
-    from pipeline.data.pancreas_phantom import generate_case
+    from pipeline.data.phantom import generate_case
 
     case = generate_case(seed=123)
     img = nib.as_closest_canonical(nib.Nifti1Image(case.hu, case.affine))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_model  # noqa: E402
-from pipeline.data.pancreas_phantom import TISSUES, PhantomCase, case_seed, generate_case, make_pancreas_dataset  # noqa: E402
+from pipeline.data.phantom import TISSUES, PhantomCase, case_seed, generate_case, make_pancreas_dataset  # noqa: E402
 
 HU_MIN, HU_BINS = -1024, 4096  # int16 HU clipped to [-1024, 3071] by the generator
 

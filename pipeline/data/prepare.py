@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.datalist import IMAGE_EXTENSIONS, image_files
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def generate(kind: str, out_dir: str | Path, **kwargs: Any) -> Path:
 
         return Path(make_shapes(out_dir, **kwargs))
     if kind == "pancreas_phantom":
-        from pipeline.data.pancreas_phantom import make_pancreas_dataset
+        from pipeline.data.phantom import make_pancreas_dataset
 
         return Path(make_pancreas_dataset(out_dir, **kwargs))
     raise PipelineError(f"unknown data generator {kind!r}: choose one of {', '.join(GENERATORS)}")
@@ -39,11 +40,9 @@ def ensure_dataset(dataset_dir: str | Path, default_dir: str | Path, generator: 
             raise PipelineError(f"dataset_dir {str(path)!r} does not exist (only the default {str(default)!r} is generated)")
         return str(path)  # a plain folder of image/label pairs: the data list checks it
     logger.info("generating the default %s data set in %s (%s)", generator, path, kwargs)
-    generate(generator, path, **kwargs)
+    # the default folder without dataset.json is an interrupted generation: the writer replaces only its own files
+    generate(generator, path, overwrite=path.exists(), **kwargs)
     return str(path)
-
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".nrrd", ".mha", ".mhd")
 
 
 def image_list(input_dir: str | Path) -> list[dict[str, str]]:
@@ -51,7 +50,7 @@ def image_list(input_dir: str | Path) -> list[dict[str, str]]:
     folder = Path(input_dir)
     if not folder.is_dir():
         raise PipelineError(f"input_dir {str(folder)!r} is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    files = [p for p in image_files(folder).values() if p.is_file()]
     if not files:
-        raise PipelineError(f"input_dir {str(folder)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise PipelineError(f"input_dir {str(folder)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return [{"image": str(p.resolve())} for p in files]

@@ -9,21 +9,18 @@ and differs from the other shapes by at least ``MIN_SHAPE_SEPARATION``, so every
 visible in the image.
 
 ``make_shapes`` writes PNGs in the layout of a Medical Segmentation Decathlon task (imagesTr/,
-labelsTr/, imagesTs/, labelsTs/, dataset.json with explicit training/validation/test lists).
+labelsTr/, imagesTs/, labelsTs/, dataset.json with explicit training/validation/test lists) through the
+shared writer ``pipeline.data.msd``.
 Everything is deterministic by seed: image ``i`` comes from ``np.random.default_rng([seed, i])``.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
+from pipeline.data.msd import MSDCase, MSDDataset, png_bytes, write_msd_dataset
 from pipeline.errors import PipelineError
 
 __all__ = ["LABELS", "ShapeSpec", "make_shapes", "random_shapes", "render_shapes"]
@@ -40,8 +37,7 @@ BACKGROUND_MIN = 10.0
 NOISE_SIGMA = (3.0, 15.0)
 MAX_RAMP = 20.0  # amplitude of a linear background gradient
 
-_FILE_RE = re.compile(r"^shape_\d+\.png$")
-_SPLIT_DIRS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+FILE_PATTERN = r"shape_\d+\.png"  # every file this generator writes (an overwrite replaces only these)
 
 
 @dataclass(frozen=True)
@@ -168,27 +164,23 @@ def _split_indices(n: int, seed: int, val_fraction: float, test_fraction: float)
     return train, val, test
 
 
-def _existing_shapes_files(out_dir: Path, dataset_json: Path) -> set[Path]:
-    """Files listed in an existing Shapes2D dataset.json (to replace on overwrite); refuse anything else."""
-    try:
-        old = json.loads(dataset_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise PipelineError(f"{dataset_json}: unreadable ({type(e).__name__}); refusing to overwrite it") from e
-    if not isinstance(old, dict) or old.get("name") != "Shapes2D":
-        raise PipelineError(f"{dataset_json}: not a Shapes2D data set; refusing to overwrite it")
-    files: set[Path] = set()
-    for key in ("training", "validation", "test"):
-        for entry in old.get(key) or []:
-            if not isinstance(entry, dict):
-                continue
-            for rel in (entry.get("image"), entry.get("label")):
-                if not isinstance(rel, str):
-                    continue
-                path = Path(os.path.normpath(out_dir / rel))
-                # Only our own generated files inside our own sub-folders.
-                if path.parent.parent == out_dir and path.parent.name in _SPLIT_DIRS and _FILE_RE.match(path.name):
-                    files.add(path)
-    return files
+def shapes_msd_dataset(n: int, seed: int, size: int, val_fraction: float, test_fraction: float) -> MSDDataset:
+    """The MSD description (dataset.json header and case list) of a shapes data set; raises on bad fractions."""
+    train, val, test = _split_indices(n, seed, val_fraction, test_fraction)
+    width = max(4, len(str(n - 1)))
+    split_of = {**{i: "training" for i in train}, **{i: "validation" for i in val}, **{i: "test" for i in test}}
+    cases = [MSDCase(i, f"shape_{i:0{width}d}.png", split_of[i]) for i in range(n)]
+    header = {
+        "name": "Shapes2D",
+        "description": "Synthetic ellipses (1) and rectangles (2) on a noisy background, pipeline.data.shapes2d",
+        "reference": "generated",
+        "licence": "CC0-1.0",
+        "release": f"seed={seed} n={n} size={size}",
+        "tensorImageSize": "2D",
+        "modality": {"0": "synthetic"},
+        "labels": dict(LABELS),
+    }
+    return MSDDataset(header=header, cases=cases, file_pattern=FILE_PATTERN, json_indent=2)
 
 
 def make_shapes(
@@ -202,8 +194,8 @@ def make_shapes(
 ) -> Path:
     """Write ``n`` shape images + labels as an MSD-style PNG data set in ``out_dir``; return its dataset.json.
 
-    Refuses (PipelineError, nothing changed) when ``out_dir`` already holds a data set, unless
-    ``overwrite=True`` and that data set is a Shapes2D one. dataset.json is written last.
+    Refuses (PipelineError, nothing changed) on bad arguments or when ``out_dir`` already holds a data set,
+    unless ``overwrite=True`` and that data set is a Shapes2D one. dataset.json is written last.
     """
     out_dir = Path(out_dir).absolute()
     if int(n) != n or n < 1:
@@ -213,65 +205,11 @@ def make_shapes(
     if int(size) != size or size < 8:
         raise PipelineError(f"size={size}: must be an integer >= 8")
     n, seed, size = int(n), int(seed), int(size)
-    train, val, test = _split_indices(n, seed, val_fraction, test_fraction)
-    width = max(4, len(str(n - 1)))
-    test_set = set(test)
+    dataset = shapes_msd_dataset(n, seed, size, val_fraction, test_fraction)
 
-    def rel_paths(i: int) -> tuple[str, str]:
-        sub = "Ts" if i in test_set else "Tr"
-        name = f"shape_{i:0{width}d}.png"
-        return f"./images{sub}/{name}", f"./labels{sub}/{name}"
-
-    targets = [out_dir / p for i in range(n) for p in rel_paths(i)]
-    dataset_json = out_dir / "dataset.json"
-    old_files: set[Path] = set()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PipelineError(f"{out_dir}: exists and is not a folder")
-    if dataset_json.exists():
-        if not overwrite:
-            raise PipelineError(f"{dataset_json}: already exists; pass overwrite=True to replace the data set")
-        old_files = _existing_shapes_files(out_dir, dataset_json)
-    elif not overwrite:
-        clash = next((p for p in targets if p.exists()), None)
-        if clash is not None:
-            raise PipelineError(
-                f"{clash}: already exists without a dataset.json (incomplete earlier run?); "
-                "pass overwrite=True to replace it"
-            )
-    if dataset_json.exists():
-        # The old list no longer describes the files once we start writing.
-        dataset_json.unlink()
-
-    for sub in _SPLIT_DIRS:
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
+    def encode(case: MSDCase) -> tuple[bytes, bytes]:
+        rng = np.random.default_rng([seed, case.index])
         image, label = render_shapes(random_shapes(rng, size=size), size=size, rng=rng)
-        image_rel, label_rel = rel_paths(i)
-        Image.fromarray(image).save(out_dir / image_rel, format="PNG")
-        Image.fromarray(label).save(out_dir / label_rel, format="PNG")
-    for stale in sorted(old_files - {Path(os.path.normpath(t)) for t in targets}):
-        stale.unlink(missing_ok=True)
+        return png_bytes(image), png_bytes(label)
 
-    def entries(indices: list[int]) -> list[dict[str, str]]:
-        return [dict(zip(("image", "label"), rel_paths(i))) for i in indices]
-
-    meta = {
-        "name": "Shapes2D",
-        "description": "Synthetic ellipses (1) and rectangles (2) on a noisy background, pipeline.data.shapes2d",
-        "reference": "generated",
-        "licence": "CC0-1.0",
-        "release": f"seed={seed} n={n} size={size}",
-        "tensorImageSize": "2D",
-        "modality": {"0": "synthetic"},
-        "labels": dict(LABELS),
-        "numTraining": len(train) + len(val),  # cases in imagesTr/ (training + validation lists)
-        "numTest": len(test),
-        "training": entries(train),
-        "validation": entries(val),
-        "test": entries(test),
-    }
-    tmp = out_dir / ".dataset.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, dataset_json)
-    return dataset_json
+    return write_msd_dataset(out_dir, dataset, encode, overwrite=overwrite)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from pipeline.data.pancreas_phantom import (
+from pipeline.data.phantom import (
     TISSUES,
     PhantomCase,
     case_seed,
@@ -220,3 +220,54 @@ def test_overwrite_replaces_the_dataset(tmp_path):
     make_pancreas_dataset(out, n=1, n_test=0, seed=2, scale=SCALE, overwrite=True)
     assert (out / "imagesTr" / "pancreas_000.nii.gz").read_bytes() != first
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 1
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every file and folder under `folder` with its modification time and contents (folders: None)."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, None if p.is_dir() else p.read_bytes())
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("bad", [{"scale": 0}, {"scale": -4.0}, {"scale": float("nan")}, {"scale": float("inf")},
+                                 {"scale": "big"}, {"n": 0}, {"n": 1.5}, {"n_test": -1}, {"seed": -1}])
+def test_invalid_arguments_touch_nothing(tmp_path, bad, overwrite):
+    """Regression: an invalid scale used to delete dataset.json and create folders before it was refused."""
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "dataset.json").write_text('{"name": "Pancreas phantom", "training": [], "test": []}')
+    (out / "my_notes.txt").write_text("not generated")
+    before = _snapshot(out)
+    with pytest.raises(PipelineError) as info:
+        make_pancreas_dataset(out, **{"n": 1, "n_test": 0, "scale": SCALE, **bad}, overwrite=overwrite)
+    assert "\n" not in str(info.value)
+    assert _snapshot(out) == before
+    with pytest.raises(PipelineError):
+        make_pancreas_dataset(tmp_path / "new", **{"n": 1, "n_test": 0, "scale": SCALE, **bad})
+    assert not (tmp_path / "new").exists()
+
+
+def test_generate_case_refuses_invalid_scale():
+    for scale in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(PipelineError, match="scale"):
+            generate_case(1, scale)
+
+
+def test_overwrite_never_replaces_a_foreign_data_set(tmp_path):
+    out = tmp_path / "Task07_Pancreas"
+    (out / "imagesTr").mkdir(parents=True)
+    (out / "dataset.json").write_text('{"name": "Pancreas", "training": [{"image": "./imagesTr/pancreas_001.nii.gz"}]}')
+    (out / "imagesTr" / "pancreas_001.nii.gz").write_bytes(b"real patient data")
+    before = _snapshot(out)
+    with pytest.raises(PipelineError, match="not a Pancreas phantom data set"):
+        make_pancreas_dataset(out, n=2, n_test=0, seed=0, scale=SCALE, overwrite=True)
+    assert _snapshot(out) == before
+
+
+def test_overwrite_removes_stale_cases_and_keeps_foreign_files(tmp_path):
+    out = make_pancreas_dataset(tmp_path / "ds", n=2, n_test=1, seed=1, scale=SCALE)
+    (out / "imagesTr" / "my_notes.txt").write_text("not generated")
+    make_pancreas_dataset(out, n=1, n_test=0, seed=1, scale=SCALE, overwrite=True)
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert files == {"dataset.json", "imagesTr/pancreas_000.nii.gz", "labelsTr/pancreas_000.nii.gz",
+                     "imagesTr/my_notes.txt"}

@@ -152,8 +152,24 @@ def test_overwrite_replaces_shapes_data_set(tmp_path: Path) -> None:
     assert meta["test"] == [] and len(meta["training"]) == 4
 
 
+BAD_ARGUMENTS = ({"n": 0}, {"seed": -1}, {"size": 4}, {"val_fraction": 1.2},
+                 {"n": 2, "val_fraction": 0.5, "test_fraction": 0.5})
+
+
 def test_make_shapes_bad_arguments(tmp_path: Path) -> None:
-    for kwargs in ({"n": 0}, {"seed": -1}, {"val_fraction": 1.2}, {"n": 2, "val_fraction": 0.5, "test_fraction": 0.5}):
+    for kwargs in BAD_ARGUMENTS:
         with pytest.raises(PipelineError):
             make_shapes(tmp_path / "x", **{"size": 16, **kwargs})
-    assert not (tmp_path / "x" / "dataset.json").exists()
+    assert not (tmp_path / "x").exists()  # refused before any folder is created
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_bad_arguments_leave_an_existing_data_set_alone(tmp_path: Path, overwrite: bool) -> None:
+    out = tmp_path / "shapes"
+    make_shapes(out, n=4, seed=0, size=16, val_fraction=0.0, test_fraction=0.25)
+    (out / "imagesTr" / "my_notes.txt").write_text("not generated")
+    before = _snapshot(out)
+    for kwargs in BAD_ARGUMENTS:
+        with pytest.raises(PipelineError):
+            make_shapes(out, **{"size": 16, **kwargs}, overwrite=overwrite)
+    assert _snapshot(out) == before
