@@ -24,12 +24,21 @@ from pipeline.errors import PipelineError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ITK_EXTENSIONS",
+    "NIFTI_EXTENSIONS",
+    "PIL_EXTENSIONS",
+    "SPLITS",
+    "DataEntry",
+    "DatasetEntries",
     "ImageHeader",
     "affines_match",
     "case_id",
+    "dataset_entries",
+    "image_files",
     "load_datalist",
     "read_dataset_json",
     "read_header",
+    "short_error",
     "split_cases",
 ]
 
@@ -71,7 +80,8 @@ class _Problem(Exception):
     """A header problem, described without the file name (the caller adds case and file)."""
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line, ``Type: first line of its message``, for problem messages."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -103,7 +113,7 @@ def _nifti_data_problem(path: Path, img: Any) -> str | None:
             while chunk := g.read(1 << 24):
                 total += len(chunk)
     except Exception as e:  # noqa: BLE001 - any decompression failure means a corrupt file
-        return f"corrupt or truncated gzip ({_short(e)})"
+        return f"corrupt or truncated gzip ({short_error(e)})"
     if total < expected:
         return f"data truncated: {total} bytes after decompression, header needs {expected}"
     return None
@@ -117,7 +127,7 @@ def _gzip_cause(path: Path) -> str | None:
         with gzip.open(path, "rb") as g:
             g.read(1 << 16)
     except Exception as e:  # noqa: BLE001
-        return _short(e)
+        return short_error(e)
     return None
 
 
@@ -135,7 +145,7 @@ def _read_header(path: Path) -> ImageHeader:
             cause = _gzip_cause(path)
             if cause is None and "Cannot work out file type" in str(e):
                 cause = "no NIfTI-1/NIfTI-2 header"
-            raise _Problem(f"unreadable NIfTI ({cause or _short(e).replace(str(path), path.name)})") from e
+            raise _Problem(f"unreadable NIfTI ({cause or short_error(e).replace(str(path), path.name)})") from e
         problem = _nifti_data_problem(path, img)
         if problem:
             raise _Problem(problem)
@@ -149,7 +159,7 @@ def _read_header(path: Path) -> ImageHeader:
                 size, mode = im.size, im.mode
                 im.verify()  # chunk CRCs etc. without decoding pixels
         except Exception as e:  # noqa: BLE001
-            raise _Problem(f"unreadable image ({_short(e)})") from e
+            raise _Problem(f"unreadable image ({short_error(e)})") from e
         return ImageHeader((int(size[0]), int(size[1])), (), None, mode)  # (W, H) as MONAI's PILReader
     if lower.endswith(ITK_EXTENSIONS):
         import SimpleITK as sitk
@@ -168,7 +178,7 @@ def _read_header(path: Path) -> ImageHeader:
                 affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
             comps = int(reader.GetNumberOfComponents())
         except Exception as e:  # noqa: BLE001
-            raise _Problem(f"unreadable image ({_short(e)})") from e
+            raise _Problem(f"unreadable image ({short_error(e)})") from e
         return ImageHeader(size, (comps,) if comps > 1 else (), affine)
     raise _Problem(f"unsupported file type; expected one of {', '.join(IMAGE_EXTENSIONS)}")
 
@@ -220,23 +230,62 @@ def _affine_difference(a: np.ndarray, b: np.ndarray) -> str:
 
 
 @dataclass
-class _Entry:
-    """One case before checking: resolved paths plus where it came from (for messages)."""
+class DataEntry:
+    """One listed case before any file check: absolute paths, where it is listed, and the data set folder.
+
+    ``where`` is its place in the listing (``training[3]`` or ``imagesTr/x.nii.gz``); ``check()`` runs the
+    header-level checks, ``describe(path)`` gives the ``case X (imagesTr/x.nii.gz)`` prefix of messages.
+    """
 
     case: str
     images: list[Path]
     label: Path | None
     where: str
+    root: Path
     image_is_list: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The case as load_datalist returns it: {"image", "label" (if any), "case"} plus extra keys."""
         out: dict[str, Any] = dict(self.extra)
         out["image"] = [str(p) for p in self.images] if self.image_is_list else str(self.images[0])
         if self.label is not None:
             out["label"] = str(self.label)
         out["case"] = self.case
         return out
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the data set folder (POSIX style), or as given when it lies elsewhere."""
+        return _rel(self.root, path)
+
+    def describe(self, path: Path | None = None) -> str:
+        """Message prefix naming the case and one of its files (default: its first image)."""
+        return f"case {self.case} ({self.rel(self.images[0] if path is None else path)})"
+
+    def check(self) -> str | None:
+        """First header-level problem of this case as one line (see load_datalist), or None."""
+        return _check_entry(self)
+
+
+@dataclass(frozen=True)
+class DatasetEntries:
+    """Every case a data set folder lists, per split ("training", "validation", "test"; None where not given).
+
+    ``meta`` is the dataset.json content, None for a plain folder of image/label pairs.
+    """
+
+    root: Path
+    meta: dict | None
+    splits: dict[str, list[DataEntry] | None]
+
+    @property
+    def source(self) -> Path:
+        """The file or folder the listing comes from, for messages: dataset.json or the folder itself."""
+        return self.root / "dataset.json" if self.meta is not None else self.root
+
+    def all(self) -> list[DataEntry]:
+        """All entries, training then validation then test, in listing order."""
+        return [e for key in SPLITS for e in self.splits.get(key) or []]
 
 
 def _root(dataset_dir: str | Path) -> Path:
@@ -282,7 +331,7 @@ def _read_json(path: Path) -> dict:
     except UnicodeDecodeError as e:
         raise PipelineError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
-        raise PipelineError(f"{path}: unreadable ({_short(e)})") from None
+        raise PipelineError(f"{path}: unreadable ({short_error(e)})") from None
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
@@ -292,7 +341,7 @@ def _read_json(path: Path) -> dict:
     return meta
 
 
-def _json_entry(root: Path, source: Path, key: str, i: int, item: Any, need_label: bool) -> _Entry:
+def _json_entry(root: Path, source: Path, key: str, i: int, item: Any, need_label: bool) -> DataEntry:
     where = f"{key}[{i}]"
     if isinstance(item, str) and not need_label:
         item = {"image": item}  # real MSD test lists are plain image paths
@@ -318,10 +367,10 @@ def _json_entry(root: Path, source: Path, key: str, i: int, item: Any, need_labe
         guess = root / "labelsTs" / images[0].name
         label = guess if guess.is_file() else None
     extra = {k: v for k, v in item.items() if k not in ("image", "label", "case")}
-    return _Entry(case_id(images[0]), images, label, where, is_list, extra)
+    return DataEntry(case_id(images[0]), images, label, where, root, is_list, extra)
 
 
-def _check_duplicates(groups: dict[str, list[_Entry] | None], source: Path | str) -> None:
+def _check_duplicates(groups: dict[str, list[DataEntry] | None], source: Path | str) -> None:
     """Refuse a case id or image file listed twice (within training+validation, within test, or across)."""
     seen_case: dict[tuple[bool, str], str] = {}
     seen_file: dict[Path, str] = {}
@@ -338,9 +387,9 @@ def _check_duplicates(groups: dict[str, list[_Entry] | None], source: Path | str
                 seen_file[p] = e.where
 
 
-def _entries_from_json(root: Path, source: Path, meta: dict) -> dict[str, list[_Entry] | None]:
+def _entries_from_json(root: Path, source: Path, meta: dict) -> dict[str, list[DataEntry] | None]:
     """Validated entries per split (None where dataset.json has no such list)."""
-    groups: dict[str, list[_Entry] | None] = {}
+    groups: dict[str, list[DataEntry] | None] = {}
     for key in SPLITS:
         items = meta.get(key)
         if items is None:
@@ -359,8 +408,9 @@ def _entries_from_json(root: Path, source: Path, meta: dict) -> dict[str, list[_
     return groups
 
 
-def _image_files(folder: Path) -> dict[str, Path]:
-    """Image files in a folder by file name (hidden files such as macOS '._x.nii.gz' skipped)."""
+def image_files(folder: str | Path) -> dict[str, Path]:
+    """Image files (IMAGE_EXTENSIONS) in a folder by file name, sorted; hidden files (macOS '._x.nii.gz') skipped."""
+    folder = Path(folder)
     return {
         p.name: p
         for p in sorted(folder.iterdir())
@@ -368,7 +418,7 @@ def _image_files(folder: Path) -> dict[str, Path]:
     }
 
 
-def _entries_from_folder(root: Path) -> dict[str, list[_Entry] | None]:
+def _entries_from_folder(root: Path) -> dict[str, list[DataEntry] | None]:
     """Pairs from imagesTr/+labelsTr/ (test: imagesTs/ [+labelsTs/]) or images/+labels/, matched by file name."""
     for image_dir, label_dir in PLAIN_LAYOUTS:
         if (root / image_dir).is_dir():
@@ -377,7 +427,7 @@ def _entries_from_folder(root: Path) -> dict[str, list[_Entry] | None]:
         raise PipelineError(f"{root}: no dataset.json and no imagesTr/+labelsTr/ or images/+labels/ folders")
     if not (root / label_dir).is_dir():
         raise PipelineError(f"{root}: no dataset.json, and {image_dir}/ has no {label_dir}/ beside it")
-    images, labels = _image_files(root / image_dir), _image_files(root / label_dir)
+    images, labels = image_files(root / image_dir), image_files(root / label_dir)
     if not images:
         raise PipelineError(f"{root / image_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
     for missing, have, other in ((images, labels, label_dir), (labels, images, image_dir)):
@@ -388,29 +438,35 @@ def _entries_from_folder(root: Path) -> dict[str, list[_Entry] | None]:
             raise PipelineError(
                 f"{_rel(root, missing[orphans[0]])}: {kind} has no matching {other}/{orphans[0]}{more}"
             )
-    groups: dict[str, list[_Entry] | None] = {
+    groups: dict[str, list[DataEntry] | None] = {
         "training": [
-            _Entry(case_id(p), [p], labels[name], f"{image_dir}/{name}") for name, p in images.items()
+            DataEntry(case_id(p), [p], labels[name], f"{image_dir}/{name}", root) for name, p in images.items()
         ],
         "validation": None,
         "test": None,
     }
     if image_dir == "imagesTr" and (root / "imagesTs").is_dir():
-        test_labels = _image_files(root / "labelsTs") if (root / "labelsTs").is_dir() else {}
+        test_labels = image_files(root / "labelsTs") if (root / "labelsTs").is_dir() else {}
         groups["test"] = [
-            _Entry(case_id(p), [p], test_labels.get(name), f"imagesTs/{name}")
-            for name, p in _image_files(root / "imagesTs").items()
+            DataEntry(case_id(p), [p], test_labels.get(name), f"imagesTs/{name}", root)
+            for name, p in image_files(root / "imagesTs").items()
         ]
     _check_duplicates(groups, root)
     return groups
 
 
-def _dataset_groups(root: Path) -> tuple[dict[str, list[_Entry] | None], dict | None]:
+def dataset_entries(dataset_dir: str | Path) -> DatasetEntries:
+    """List every case of a data set folder (dataset.json, else imagesTr/+labelsTr/ or images/+labels/).
+
+    Structure, paths and duplicates are validated (PipelineError naming dataset.json or the file); the
+    files themselves are not read: ``DataEntry.check()`` does that per case.
+    """
+    root = _root(dataset_dir)
     source = root / "dataset.json"
     if source.exists():
         meta = _read_json(source)
-        return _entries_from_json(root, source, meta), meta
-    return _entries_from_folder(root), None
+        return DatasetEntries(root, meta, _entries_from_json(root, source, meta))
+    return DatasetEntries(root, None, _entries_from_folder(root))
 
 
 def read_dataset_json(dataset_dir: str | Path) -> dict:
@@ -428,12 +484,9 @@ def read_dataset_json(dataset_dir: str | Path) -> dict:
 # Checks
 
 
-def _check_entry(root: Path, e: _Entry) -> str | None:
+def _check_entry(e: DataEntry) -> str | None:
     """Header-level problems of one case (first one found), or None."""
-
-    def where(path: Path) -> str:
-        return f"case {e.case} ({_rel(root, path)})"
-
+    where = e.describe
     headers: list[ImageHeader] = []
     files = [("image", p) for p in e.images] + ([("label", e.label)] if e.label is not None else [])
     for kind, path in files:
@@ -553,9 +606,8 @@ def load_datalist(
     """
     if split not in SPLITS:
         raise PipelineError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
-    root = _root(dataset_dir)
-    groups, meta = _dataset_groups(root)
-    source = root / "dataset.json" if meta is not None else root
+    listing = dataset_entries(dataset_dir)
+    groups, meta, source = listing.splits, listing.meta, listing.source
     if split == "test":
         entries = groups["test"]
         if entries is None:
@@ -585,9 +637,9 @@ def load_datalist(
             e = unlabelled[0]
             more = f" (and {len(unlabelled) - 1} more)" if len(unlabelled) > 1 else ""
             raise PipelineError(
-                f"case {e.case} ({_rel(root, e.images[0])}): {split} case has no label{more}; "
+                f"{e.describe()}: {split} case has no label{more}; "
                 "evaluation needs labels (labelsTs/ with the same file names)"
             )
     if check:
-        _raise_problems([p for e in entries if (p := _check_entry(root, e)) is not None])
+        _raise_problems([p for e in entries if (p := e.check()) is not None])
     return [e.as_dict() for e in entries]

@@ -1,172 +1,153 @@
-"""Label value checks and a whole-data-set check.
+"""Whole-data-set check behind ``python -m pipeline check-data``, and label file checks.
 
-Label values need the voxel data, so they are checked when the data are loaded anyway: put
-``CheckLabelValuesd`` right after ``LoadImaged``. MONAI has no such check (a stray value such as 3 or
-255 in a label file otherwise surfaces much later as a CUDA assert or a silently wrong one-hot), so
-these are our own. ``check_dataset`` runs every header check of ``pipeline.data.datalist`` plus the
-label value check (and, optionally, a full read of every image) and returns all problems found.
+``check_dataset`` lists every case with ``pipeline.data.datalist``, runs its header checks, then per case
+the image layout (one channel, or one per dataset.json modality: no 4D image beside a 3D label), a full
+read of each image (corrupt data, NaN/Inf voxels) and the label values. Voxel data are read with MONAI's
+``LoadImage``, as training reads them. At load time the same problems are stopped by the transforms in
+``pipeline.transforms.checks`` (``CheckImaged``, ``CheckLabelValuesd``), whose problem texts are shared.
 """
 from __future__ import annotations
 
+import functools
 import gzip
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.transforms import MapTransform
+from monai.transforms import LoadImage
 from monai.utils import convert_to_numpy
 
 from pipeline.data import datalist as dl
 from pipeline.errors import PipelineError
+from pipeline.transforms.checks import AllowedSpec, allowed_label_values, label_value_problem, nonfinite_problem
 
-__all__ = ["CheckLabelValuesd", "allowed_label_values", "check_case_labels", "check_dataset", "load_label_array"]
-
-AllowedSpec = int | Sequence[float] | Mapping[str, Any]
-_MAX_LISTED = 10
+__all__ = ["check_case_labels", "check_dataset", "load_label_array", "read_voxels"]
 
 
-def allowed_label_values(allowed: AllowedSpec) -> tuple[float, ...]:
-    """Allowed label values from a number of classes (n -> 0..n-1), a sequence of values, or a
-    dataset.json "labels" dict (MSD {"0": "background", ...} or nnU-Net v2 {"background": 0, ...})."""
-    if isinstance(allowed, bool):
-        raise PipelineError(f"allowed label values {allowed!r}: expected a class count, values or a labels dict")
-    if isinstance(allowed, (int, np.integer)):
-        allowed = int(allowed)
-        if allowed < 1:
-            raise PipelineError(f"number of classes {allowed}: must be >= 1")
-        return tuple(float(v) for v in range(allowed))
-    if isinstance(allowed, Mapping):
-        keys = [str(k).strip() for k in allowed]
-        if keys and all(k.lstrip("-").isdigit() for k in keys):
-            return tuple(sorted(float(k) for k in keys))
-        values: list[float] = []
-        for name, v in allowed.items():
-            for item in v if isinstance(v, (list, tuple)) else [v]:  # nnU-Net regions list several labels
-                if isinstance(item, bool) or not isinstance(item, (int, float)):
-                    raise PipelineError(f"labels entry {name!r}: {v!r} is not a label value")
-                values.append(float(item))
-        if not values:
-            raise PipelineError("labels dict is empty")
-        return tuple(sorted(set(values)))
-    if isinstance(allowed, (str, bytes)) or not isinstance(allowed, Iterable):
-        raise PipelineError(f"allowed label values {allowed!r}: expected a class count, values or a labels dict")
-    values = []
-    for v in allowed:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise PipelineError(f"allowed label values {allowed!r}: {v!r} is not a number")
-        values.append(float(v))
-    if not values:
-        raise PipelineError("allowed label values: empty")
-    return tuple(sorted(set(values)))
+@functools.lru_cache(maxsize=1)
+def _loader() -> LoadImage:
+    return LoadImage(image_only=True, dtype=None)  # native dtype: no float copy of a whole CT just to check it
 
 
-def _format_values(values: Iterable[float]) -> str:
-    return ", ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values)
+def read_voxels(path: str | Path) -> Any:
+    """Voxel data of one image file, as training's LoadImaged reads it (MONAI ``LoadImage``, native dtype).
+
+    Formats no installed MONAI reader handles (MetaImage/NRRD without the ``itk`` package) are read with
+    SimpleITK instead. Reader errors propagate unchanged.
+    """
+    name = str(path)
+    loader = _loader()
+    if any(reader.verify_suffix(name) for reader in loader.readers):
+        return loader(name)
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(name))
 
 
-def _label_problem(array: Any, allowed: tuple[float, ...] | None) -> str | None:
-    """'label has unexpected values [...]' or None. Without ``allowed``: values must be integers >= 0."""
-    arr = np.asarray(convert_to_numpy(array))
-    if allowed is None:
-        if arr.dtype.kind in "ub":
-            return None
-        ok = np.isfinite(arr) & (arr >= 0) & (np.mod(arr, 1) == 0) if arr.dtype.kind == "f" else arr >= 0
-        wanted = "non-negative integers"
-    else:
-        ok = np.isin(arr, np.asarray(allowed))
-        wanted = _format_values(allowed)
-    if bool(np.all(ok)):
-        return None
-    bad = np.unique(arr[~ok])  # only the offending voxels: cheap when the label is mostly fine
-    listed = _format_values(bad[:_MAX_LISTED]) + (f", ... ({len(bad)} in all)" if len(bad) > _MAX_LISTED else "")
-    return f"label has unexpected values [{listed}] (allowed {wanted})"
+def _read(path: Path) -> tuple[Any, str | None]:
+    """(voxels, None), or (None, the reader's error as one short line without the folder)."""
+    try:
+        return read_voxels(path), None
+    except Exception as e:  # noqa: BLE001 - readers raise many types for bad files
+        return None, dl.short_error(e).replace(str(path), path.name)
 
 
 def load_label_array(path: str | Path) -> np.ndarray:
-    """Voxel data of a label file (NIfTI via nibabel, PNG/TIFF via PIL, other formats via SimpleITK)."""
+    """Voxel data of a label file as a numpy array (see read_voxels); PipelineError naming the file if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: label file missing")
-    lower = path.name.lower()
-    try:
-        if lower.endswith(dl.NIFTI_EXTENSIONS):
-            import nibabel as nib
-
-            return np.asanyarray(nib.load(str(path)).dataobj)
-        if lower.endswith(dl.PIL_EXTENSIONS):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return np.asarray(im)
-        import SimpleITK as sitk
-
-        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    except Exception as e:  # noqa: BLE001 - readers raise many types for bad files
-        raise PipelineError(f"{path}: unreadable label ({dl._short(e)})") from None
+    voxels, error = _read(path)
+    if error is not None:
+        raise PipelineError(f"{path}: unreadable label ({error})")
+    return np.asarray(convert_to_numpy(voxels))
 
 
 def check_case_labels(path: str | Path, allowed: AllowedSpec) -> list[float]:
     """Load a label file and return its sorted distinct values; PipelineError naming the file if any is not allowed."""
     arr = load_label_array(path)
-    problem = _label_problem(arr, allowed_label_values(allowed))
+    problem = label_value_problem(arr, allowed_label_values(allowed))
     if problem:
         raise PipelineError(f"{path}: {problem}")
     return [float(v) for v in np.unique(arr)]
 
 
-class CheckLabelValuesd(MapTransform):
-    """Raise PipelineError naming the source file when a label holds values outside ``allowed``; else a no-op.
+def _declared_channels(meta: Mapping[str, Any] | None) -> int:
+    """Channels an image should have: the entries of dataset.json "modality" (MSD) or "channel_names"
+    (nnU-Net v2) when there are several, else one."""
+    for key in ("modality", "channel_names"):
+        value = (meta or {}).get(key)
+        if isinstance(value, Mapping) and value:
+            return len(value)
+    return 1
 
-    ``allowed``: values, a number of classes, or a dataset.json "labels" dict. Place right after LoadImaged.
+
+def _channels_text(n: int) -> str:
+    return "one channel" if n == 1 else f"{n} channels, one per dataset.json modality"
+
+
+def _layout_problem(e: dl.DataEntry, channels: int) -> str | None:
+    """An image whose extra (time/channel) dims do not load as ``channels`` channels, e.g. a 4D image, or None.
+
+    LoadImaged(ensure_channel_first=True) turns one extra dim into channels: (x, y, z, t) -> (t, x, y, z);
+    more than one extra dim leaves a spatial dim too many.
     """
-
-    def __init__(
-        self,
-        keys: Hashable | Sequence[Hashable] = "label",
-        allowed: AllowedSpec = (0, 1, 2),
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.allowed = allowed_label_values(allowed)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            problem = _label_problem(d[key], self.allowed)
-            if problem:
-                raise PipelineError(f"{self._source(d, key)}: {problem}")
-        return d
-
-    @staticmethod
-    def _source(d: Mapping[Hashable, Any], key: Hashable) -> str:
-        meta = getattr(d[key], "meta", None) or d.get(f"{key}_meta_dict") or {}
-        name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
-        if isinstance(name, (list, tuple)) and name:  # batched meta
-            name = name[0]
-        return str(name) if name else f"{key!r}"
-
-
-def _read_fully(path: Path) -> str | None:
-    """Problem found by reading all of an image file (bad gzip CRC, truncated pixel data), or None."""
-    lower = path.name.lower()
-    try:
-        if lower.endswith(".gz"):
-            with gzip.open(path, "rb") as g:  # the gzip CRC check covers the whole stream
-                while g.read(1 << 24):
-                    pass
-        elif lower.endswith(dl.PIL_EXTENSIONS):
+    per_file = channels if len(e.images) == 1 else 1
+    for path in e.images:
+        try:
+            header = dl.read_header(path)
+        except PipelineError as err:
+            return f"{e.describe(path)}: image {str(err).split(': ', 1)[-1]}"
+        extra, mode = header.extra_shape, ""
+        if header.mode is not None:  # PIL: colour bands load as channels
             from PIL import Image
 
-            with Image.open(path) as im:
-                im.load()
-        elif lower.endswith(dl.ITK_EXTENSIONS):
-            import SimpleITK as sitk
-
-            sitk.ReadImage(str(path))
-    except Exception as e:  # noqa: BLE001
-        return f"image data unreadable ({dl._short(e)})"
+            bands = Image.getmodebands(header.mode)
+            extra, mode = ((bands,) if bands > 1 else ()), f", mode {header.mode}"
+        if len(extra) > 1 or (extra[0] if extra else 1) != per_file:
+            shape = header.spatial_shape + extra
+            wanted = f"a {len(header.spatial_shape)}D image with {_channels_text(per_file)}"
+            return f"{e.describe(path)}: image is {len(shape)}D (shape {shape}{mode}); expected {wanted}"
+    if len(e.images) > 1 and len(e.images) != channels:
+        wanted = _channels_text(channels)
+        return f"{e.describe()}: image lists {len(e.images)} files (one channel each); expected {wanted}"
     return None
+
+
+def _gzip_problem(path: Path) -> str | None:
+    """Problem found by decompressing a whole .gz stream (bad CRC or length the header read cannot see), or None."""
+    try:
+        with gzip.open(path, "rb") as g:
+            while g.read(1 << 24):
+                pass
+    except Exception as e:  # noqa: BLE001 - any decompression failure means a corrupt file
+        return dl.short_error(e)
+    return None
+
+
+def _image_data_problem(e: dl.DataEntry) -> str | None:
+    """Full read of each image of a case: corrupt data, or NaN/Inf voxels; first problem or None."""
+    for path in e.images:
+        error = _gzip_problem(path) if path.name.lower().endswith(".gz") else None
+        voxels = None
+        if error is None:
+            voxels, error = _read(path)
+        if error is not None:
+            return f"{e.describe(path)}: image data unreadable ({error})"
+        problem = nonfinite_problem(voxels, "image")
+        if problem:
+            return f"{e.describe(path)}: {problem}"
+    return None
+
+
+def _label_problem(e: dl.DataEntry, allowed: tuple[float, ...] | None) -> str | None:
+    """Label values of a case against ``allowed`` (None: non-negative integers), or None."""
+    if e.label is None:
+        return None
+    voxels, error = _read(e.label)
+    problem = f"unreadable label ({error})" if error is not None else label_value_problem(voxels, allowed)
+    return f"{e.describe(e.label)}: {problem}" if problem else None
 
 
 def check_dataset(
@@ -174,33 +155,26 @@ def check_dataset(
 ) -> list[str]:
     """Check every case (training, validation, test) of a data set; return one line per problem ([] = fine).
 
-    Header checks as in load_datalist, label values against ``allowed`` (default: dataset.json "labels";
-    without one, labels must be non-negative integers) and, with ``read_images``, a full read of each image.
+    Per case, the first of: header checks as in load_datalist, image layout (see _layout_problem), with
+    ``read_images`` a full read of each image (corrupt data, NaN/Inf voxels), label values against
+    ``allowed`` (default: dataset.json "labels"; without one, labels must be non-negative integers).
     """
     try:
-        root = dl._root(dataset_dir)
-        groups, meta = dl._dataset_groups(root)
+        listing = dl.dataset_entries(dataset_dir)
+        meta = listing.meta
         if allowed is None and meta is not None and "labels" in meta:
             allowed = meta["labels"]
         values = allowed_label_values(allowed) if allowed is not None else None
+        channels = _declared_channels(meta)
     except PipelineError as e:
         return [str(e)]
     problems: list[str] = []
-    entries = [e for key in dl.SPLITS for e in groups.get(key) or []]
-    for e in entries:
-        problem = dl._check_entry(root, e)
+    for e in listing.all():
+        problem = e.check() or _layout_problem(e, channels)
         if problem is None and read_images:
-            for path in e.images:
-                if (problem := _read_fully(path)) is not None:
-                    problem = f"case {e.case} ({dl._rel(root, path)}): {problem}"
-                    break
-        if problem is None and e.label is not None:
-            try:
-                found = _label_problem(load_label_array(e.label), values)
-            except PipelineError as err:
-                found = str(err).split(": ", 1)[-1]
-            if found:
-                problem = f"case {e.case} ({dl._rel(root, e.label)}): {found}"
+            problem = _image_data_problem(e)
+        if problem is None:
+            problem = _label_problem(e, values)
         if problem is not None:
             problems.append(problem)
     return problems

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 
+from pipeline.data.datalist import case_id
 from pipeline.evaluation.case_metrics import METRICS, case_metrics, format_summary, spacing_of, summarise, write_tables
 
 logger = logging.getLogger(__name__)
@@ -23,11 +23,7 @@ def _case_name(item: dict, index: int) -> str:
         meta = getattr(item.get(key), "meta", None) or {}
         name = meta.get("filename_or_obj")
         if name:
-            base = Path(str(name)).name
-            for ext in (".nii.gz", ".nii", ".png", ".nrrd", ".mha"):
-                if base.endswith(ext):
-                    return base[: -len(ext)]
-            return base
+            return case_id(str(name))
     return f"case_{index:04d}"
 
 

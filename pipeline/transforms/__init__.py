@@ -1,5 +1,15 @@
-"""Transforms MONAI lacks: CT intensity normalisation with stored data-set statistics, boundary weight maps."""
-from pipeline.transforms.boundary import boundary_weight_map, label_borders
+"""Transforms MONAI lacks: CT intensity normalisation with stored data-set statistics, boundary weight maps,
+and data checks (image layout, NaN/Inf voxels, label values) that stop a run on a bad case."""
+from pipeline.transforms.boundary import BoundaryWeightMapd, boundary_weight_map
+from pipeline.transforms.checks import CheckImaged, CheckLabelValuesd, allowed_label_values
 from pipeline.transforms.ct import CTIntensityd, foreground_statistics
 
-__all__ = ["CTIntensityd", "boundary_weight_map", "foreground_statistics", "label_borders"]
+__all__ = [
+    "BoundaryWeightMapd",
+    "CTIntensityd",
+    "CheckImaged",
+    "CheckLabelValuesd",
+    "allowed_label_values",
+    "boundary_weight_map",
+    "foreground_statistics",
+]

@@ -26,17 +26,23 @@ MODES = ("window", "zscore")
 
 
 def foreground_statistics(
-    datalist: Sequence[Mapping[str, str]], cache_file: str | Path, max_voxels_per_case: int = 100_000, seed: int = 0,
+    datalist: Sequence[Mapping[str, str]] | None, cache_file: str | Path, max_voxels_per_case: int = 100_000,
+    seed: int = 0,
 ) -> dict[str, float]:
     """HU percentiles (0.5, 99.5), mean and std of labelled voxels over the training cases, cached in JSON.
 
     A cache file written for the same list of cases is reused; each case contributes at most
-    ``max_voxels_per_case`` randomly sampled voxels (seeded), as nnU-Net does.
+    ``max_voxels_per_case`` randomly sampled voxels (seeded), as nnU-Net does. ``datalist=None`` (inference,
+    no training data at hand) reads the statistics the training run stored in ``cache_file``.
     """
     cache = Path(cache_file)
+    if datalist is None:
+        if not cache.is_file():
+            raise PipelineError(f"{cache} not found: intensity_mode 'zscore' needs the statistics stored at training time")
+        return _read_statistics(cache)["statistics"]
     cases = sorted(str(Path(d["image"]).name) for d in datalist)
     if cache.is_file():
-        stored = json.loads(cache.read_text())
+        stored = _read_statistics(cache)
         if stored.get("cases") == cases:
             return stored["statistics"]
         logger.info("CT statistics in %s were computed on other cases: recomputing", cache)
@@ -62,6 +68,17 @@ def foreground_statistics(
     cache.write_text(json.dumps({"cases": cases, "statistics": stats}, indent=2) + "\n")
     logger.info("CT foreground statistics of %d cases stored in %s: %s", len(cases), cache, stats)
     return stats
+
+
+def _read_statistics(cache: Path) -> dict:
+    try:
+        stored = json.loads(cache.read_text())
+        stats = stored["statistics"]
+        if not all(isinstance(stats.get(k), (int, float)) for k in ("p00_5", "p99_5", "mean", "std")):
+            raise KeyError("p00_5/p99_5/mean/std")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PipelineError(f"{cache}: unreadable CT statistics ({type(e).__name__}: {e})") from None
+    return stored
 
 
 class CTIntensityd(MapTransform):

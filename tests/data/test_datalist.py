@@ -11,9 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.datalist import affines_match, case_id, load_datalist, read_dataset_json, split_cases
-from pipeline.data.integrity import CheckLabelValuesd, allowed_label_values, check_case_labels, check_dataset
+from pipeline.data.datalist import (
+    affines_match,
+    case_id,
+    dataset_entries,
+    image_files,
+    load_datalist,
+    read_dataset_json,
+    split_cases,
+)
+from pipeline.data.integrity import check_case_labels, check_dataset
 from pipeline.errors import PipelineError
+from pipeline.transforms import CheckLabelValuesd, allowed_label_values
 
 SHAPE = (8, 8, 4)
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
@@ -208,6 +217,43 @@ def test_plain_folder_image_without_label(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"imagesTr/case_001\.nii\.gz: image has no matching labelsTr/"):
         load_datalist(root)
     assert _snapshot(root) == before
+
+
+def test_dataset_entries_public_api(tmp_path: Path) -> None:
+    root = _msd(tmp_path / "ds", n=3, validation=1, n_test=2, test_labels=1)
+    listing = dataset_entries(root)
+    assert listing.root == root and listing.meta == _meta(root) and listing.source == root / "dataset.json"
+    assert {k: [e.case for e in v or []] for k, v in listing.splits.items()} == {
+        "training": ["case_000", "case_001"],
+        "validation": ["case_002"],
+        "test": ["case_100", "case_101"],
+    }
+    entries = listing.all()
+    assert [e.case for e in entries] == ["case_000", "case_001", "case_002", "case_100", "case_101"]
+    first = entries[0]
+    assert first.where == "training[0]" and first.rel(first.images[0]) == "imagesTr/case_000.nii.gz"
+    assert first.describe(first.label) == "case case_000 (labelsTr/case_000.nii.gz)"
+    assert all(e.check() is None for e in entries)
+    assert first.as_dict() == load_datalist(root, "training")[0]
+    (root / "labelsTr/case_001.nii.gz").unlink()  # the listing does not read files; check() does
+    assert dataset_entries(root).all()[1].check() == "case case_001 (labelsTr/case_001.nii.gz): label file missing"
+    plain = dataset_entries(_msd(tmp_path / "plain", n=2, n_test=0, write_json=False))
+    assert plain.meta is None and plain.source == tmp_path / "plain" and plain.splits["test"] is None
+
+
+def test_image_files_and_inference_image_list(tmp_path: Path) -> None:
+    from pipeline.data.prepare import image_list
+
+    folder = tmp_path / "in"
+    _nii(folder / "b.nii.gz", _label())
+    _nii(folder / "A.NII", _label())
+    (folder / "._b.nii.gz").write_bytes(b"macOS resource fork")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub.nii.gz").mkdir()
+    assert list(image_files(folder)) == ["A.NII", "b.nii.gz"]
+    assert image_list(folder) == [{"image": str((folder / n).resolve())} for n in ("A.NII", "b.nii.gz")]
+    with pytest.raises(PipelineError, match=r"holds no image files \(\.nii\.gz, \.nii, \.png"):
+        image_list(tmp_path / "in" / "sub.nii.gz")
 
 
 # --- error cases -------------------------------------------------------------------------------------

@@ -38,12 +38,19 @@ def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
     assert 35 < stats["mean"] < 45 and 7 < stats["std"] < 13 and stats["p00_5"] < stats["p99_5"]
     stored = json.loads(cache.read_text())
     assert stored["statistics"] == stats and len(stored["cases"]) == 2
-    assert foreground_statistics(cases, cache) == stats  # reused, not recomputed
+    # reused, not recomputed: a stored value that no recompute could give comes back as it is
+    stored["statistics"]["mean"] = 12345.0
+    cache.write_text(json.dumps(stored))
+    assert foreground_statistics(cases, cache)["mean"] == 12345.0
+    assert foreground_statistics(None, cache)["mean"] == 12345.0  # inference: no cases, the stored values
+    assert foreground_statistics(cases[:1], cache)["mean"] == pytest.approx(40, abs=5)  # other cases: recomputed
     out = CTIntensityd("image", mode="zscore", stats=stats)({"image": torch.tensor([[-1000.0, stats["mean"]]])})["image"]
     assert out[0, 1].abs() < 1e-5  # the mean maps to 0
     assert out[0, 0] == pytest.approx((stats["p00_5"] - stats["mean"]) / stats["std"], rel=1e-4)  # clipped first
     with pytest.raises(PipelineError, match="zscore"):
         CTIntensityd("image", mode="zscore")
+    with pytest.raises(PipelineError, match="not found"):
+        foreground_statistics(None, tmp_path / "elsewhere.json")
 
 
 def _fragment_postprocess(name, **overrides):
