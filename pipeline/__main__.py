@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, install_excepthook
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input ends with a one-line ``error:`` message and exit code 2."""
+    install_excepthook()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             out = make_shapes(args.out, n=args.n, seed=args.seed, size=args.size, overwrite=args.overwrite)
             print(f"wrote {args.n} shape images to {out}")
         elif args.command == "make-pancreas":
-            from pipeline.data.pancreas_phantom import make_pancreas_dataset
+            from pipeline.data.phantom import make_pancreas_dataset
 
             out = make_pancreas_dataset(
                 args.out, n=args.n, seed=args.seed, n_test=args.n_test, scale=args.scale, overwrite=args.overwrite

@@ -9,10 +9,22 @@ class PipelineError(ValueError):
     """Bad input (data set, config value, preset): the message names the file or key and the problem."""
 
 
+_WORKER_MARK = "PipelineError: "
+
+
 def _find_pipeline_error(exc: BaseException | None) -> PipelineError | None:
-    """Walk an exception chain (MONAI wraps errors raised while a config is parsed) to our own error."""
+    """Walk an exception chain (MONAI wraps errors raised while a config is parsed) to our own error.
+
+    A DataLoader worker re-raises errors as a new exception whose text holds the worker's traceback; the
+    PipelineError's one line is recovered from that text.
+    """
     seen = set()
     while exc is not None and id(exc) not in seen:
+        text = str(exc)
+        if "DataLoader worker" in text and _WORKER_MARK in text:
+            line = text[text.rindex(_WORKER_MARK) + len(_WORKER_MARK):].strip().splitlines()
+            if line:
+                return PipelineError(line[0])
         if isinstance(exc, PipelineError):
             return exc
         seen.add(id(exc))

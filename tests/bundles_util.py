@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -29,3 +31,16 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     for f in fragments:
         assert f in lines[0], lines[0]
     return lines[0]
+
+
+class LossTurningNaN(torch.nn.Module):
+    """A training loss that becomes NaN after ``finite_calls`` calls (for the non-finite-loss guard's test)."""
+
+    def __init__(self, loss: torch.nn.Module, finite_calls: int = 1) -> None:
+        super().__init__()
+        self.loss, self.finite_calls, self.calls = loss, finite_calls, 0
+
+    def forward(self, *args: object) -> torch.Tensor:
+        self.calls += 1
+        value = self.loss(*args)
+        return value if self.calls <= self.finite_calls else value * float("nan")

@@ -1,13 +1,17 @@
 """3D CT through both bundles on tiny phantoms: the CT fragment with the unet bundle, and attn_unet train ->
 evaluate -> infer with predictions aligned to their inputs."""
 import csv
+import json
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.data.pancreas_phantom import make_pancreas_dataset
-from tests.bundles_util import assert_ok, assert_one_line_error, bundle
+from pipeline.data.phantom import make_pancreas_dataset
+from tests.bundles_util import REPO, assert_ok, assert_one_line_error, bundle
+
+pytestmark = pytest.mark.slow
 
 TINY = {"patch_size": "[32,32,16]", "target_spacing": "[4,4,6]", "epochs": 1, "val_interval": 1}
 ATTN = ["bundles/attn_unet/train.json"]
@@ -62,8 +66,8 @@ def test_attn_unet_evaluate_and_infer(attn_trained, phantoms):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and {"dice_pancreas", "hd95_pancreas", "iou_tumour"} <= set(rows[0])
 
-    assert_ok(bundle("run", ATTN + ["bundles/attn_unet/inference.json"], dataset_dir=phantoms / "data",
-                     bundle_root=out, patch_size=TINY["patch_size"], target_spacing=TINY["target_spacing"]))
+    # inference.json alone: the test split of the data set, values learnt in training read from the checkpoint
+    assert_ok(bundle("run", ["bundles/attn_unet/inference.json"], dataset_dir=phantoms / "data", bundle_root=out))
     image = next((phantoms / "data" / "imagesTs").glob("*.nii.gz"))
     pred = out / "runs" / "predictions" / image.name.replace(".nii.gz", "_seg.nii.gz")
     a, b = nib.load(pred), nib.load(image)
@@ -96,3 +100,118 @@ def test_label_outside_the_declared_set_stops_training(phantoms, tmp_path):
     nib.save(nib.Nifti1Image(arr, img.affine, img.header), lab)
     proc = bundle("run", ATTN, dataset_dir=data, bundle_root=tmp_path / "b", **TINY)
     assert_one_line_error(proc, lab.name, "3")
+
+
+def test_inference_needs_only_the_checkpoint_folder_and_the_input(attn_trained, phantoms, tmp_path):
+    """Bug: inference.json evaluated the training data set. Now: train, take the data set away, infer on a folder."""
+    out, _ = attn_trained
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(out / "models", ckpt)
+    assert (ckpt / "model_config.json").is_file()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for img in (phantoms / "data" / "imagesTs").glob("*.nii.gz"):
+        shutil.copy(img, inputs / img.name)
+    proc = bundle("run", ["bundles/attn_unet/inference.json"], input_dir=inputs, ckpt_dir=ckpt,
+                  output_dir=tmp_path / "out", dataset_dir=tmp_path / "no_data_here", bundle_root=tmp_path / "b")
+    assert_ok(proc)
+    assert not (tmp_path / "no_data_here").exists() and not (tmp_path / "b").exists()
+    for img in inputs.glob("*.nii.gz"):
+        pred = nib.load(tmp_path / "out" / "predictions" / img.name.replace(".nii.gz", "_seg.nii.gz"))
+        assert pred.shape == nib.load(img).shape and np.allclose(pred.affine, nib.load(img).affine, atol=1e-3)
+
+    # without an input and without the data set: one line saying what to pass
+    proc = bundle("run", ["bundles/attn_unet/inference.json"], ckpt_dir=ckpt, output_dir=tmp_path / "out2",
+                  dataset_dir=tmp_path / "no_data_here")
+    assert_one_line_error(proc, "--input_dir")
+    # a checkpoint folder without model_config.json: one line naming the file
+    (ckpt / "model_config.json").unlink()
+    proc = bundle("run", ["bundles/attn_unet/inference.json"], input_dir=inputs, ckpt_dir=ckpt,
+                  output_dir=tmp_path / "out3")
+    assert_one_line_error(proc, "model_config.json", "not found")
+    assert not (tmp_path / "out3").exists()
+
+
+def test_inference_refuses_preprocessing_that_differs_from_training(attn_trained, phantoms, tmp_path):
+    out, _ = attn_trained
+    proc = bundle("run", ["bundles/attn_unet/inference.json", "configs/data/pancreas_ct.json"],
+                  input_dir=phantoms / "data" / "imagesTs", ckpt_dir=out / "models", output_dir=tmp_path,
+                  target_spacing="[2,2,3]")
+    assert_one_line_error(proc, "target_spacing", "[4, 4, 6]")
+
+
+def test_ct_training_chain_gives_one_dtype_per_key_with_worker_processes(phantoms, monkeypatch):
+    """Bug: labels left the OneOf augmentation as uint8 or float by branch; a worker's collate then crashed."""
+    import torch
+    from monai import transforms as mt
+    from monai.bundle import ConfigParser
+    from monai.data import DataLoader
+
+    def tagging(cls):  # each branch writes its name into the label's metadata, which comes back from the workers
+        original = cls.__call__
+
+        def call(self, data, *args, **kwargs):
+            out = original(self, data, *args, **kwargs)
+            out["label"].meta["aug_branch"] = cls.__name__
+            return out
+
+        monkeypatch.setattr(cls, "__call__", call)
+
+    for cls in (mt.Rand3DElasticd, mt.RandAffined, mt.Identityd):
+        tagging(cls)
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "bundles/attn_unet/train.json")])
+    parser.resolve_macro_and_relative_ids()  # expand the data fragment so that one of its values can be changed
+    parser.update({"dataset_dir": str(phantoms / "data"), "bundle_root": str(phantoms / "chain"),
+                   "patch_size": [32, 32, 16], "target_spacing": [4, 4, 6], "num_samples": 4,
+                   "data#augmentation#2#weights": [1, 1, 1]})  # every OneOf branch equally likely
+    dataset = parser.get_parsed_content("train#dataset")
+    loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2,
+                        generator=torch.Generator().manual_seed(0))
+    branches = set()
+    for _ in range(4):
+        for batch in loader:
+            assert batch["image"].dtype == torch.float32 and batch["label"].dtype == torch.uint8
+            branches |= set(batch["label"].meta["aug_branch"])
+    assert branches == {"Rand3DElasticd", "RandAffined", "Identityd"}
+
+
+def _phantom_copy(phantoms, tmp_path, edit):
+    data = tmp_path / "data"
+    shutil.copytree(phantoms / "data", data)
+    path = sorted((data / "imagesTr").glob("*.nii.gz"))[0]
+    img = nib.load(path)
+    arr = edit(np.asarray(img.dataobj).astype(np.float32))
+    nib.save(nib.Nifti1Image(arr, img.affine), path)
+    return data, path
+
+
+def test_nan_voxels_stop_training_with_one_line(phantoms, tmp_path):
+    def nan(a):
+        a[a.shape[0] // 2, a.shape[1] // 2, :] = np.nan
+        return a
+
+    data, path = _phantom_copy(phantoms, tmp_path, nan)
+    proc = bundle("run", ATTN, dataset_dir=data, bundle_root=tmp_path / "b", **TINY)
+    assert_one_line_error(proc, path.name, "NaN")
+    assert not (tmp_path / "b" / "models" / "model.pt").exists()
+
+
+def test_4d_image_stops_training_with_one_line(phantoms, tmp_path):
+    data, path = _phantom_copy(phantoms, tmp_path, lambda a: np.stack([a, a], axis=-1))
+    proc = bundle("run", ATTN, dataset_dir=data, bundle_root=tmp_path / "b", **TINY)
+    assert_one_line_error(proc, path.name)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_best_checkpoint(phantoms, tmp_path):
+    import torch
+
+    root = tmp_path / "b"
+    deep_supervision = {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}
+    nan_after_epoch_1 = {"_target_": "tests.bundles_util.LossTurningNaN", "loss": deep_supervision, "finite_calls": 1}
+    proc = bundle("run", ATTN, dataset_dir=phantoms / "data", bundle_root=root,
+                  **{**TINY, "epochs": 3, "loss": json.dumps(nan_after_epoch_1)})
+    assert_one_line_error(proc, "epoch 2", "loss became nan", "best checkpoint")
+    assert not any("Epoch[2] Metrics -- val_" in ln for ln in proc.stdout.splitlines())  # no validation of NaN weights
+    weights = torch.load(root / "models" / "model.pt", weights_only=True)  # the epoch-1 checkpoint, intact
+    assert all(torch.isfinite(v).all() for v in weights.values())

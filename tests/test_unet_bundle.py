@@ -1,5 +1,6 @@
 """The unet bundle on tiny generated shapes: train -> evaluate -> infer, metadata, and bad input."""
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from PIL import Image
 
 from pipeline.data.shapes2d import make_shapes
 from tests.bundles_util import REPO, assert_ok, assert_one_line_error, bundle
+
+pytestmark = pytest.mark.slow
 
 TRAIN = ["bundles/unet/train.json"]
 
@@ -67,7 +70,7 @@ def test_evaluate_writes_per_case_table_and_summary(trained, shapes):
 
 def test_inference_writes_one_label_map_per_image(trained, shapes):
     out, _ = trained
-    assert_ok(bundle("run", TRAIN + ["bundles/unet/inference.json"], dataset_dir=shapes / "data", bundle_root=out))
+    assert_ok(bundle("run", ["bundles/unet/inference.json"], dataset_dir=shapes / "data", bundle_root=out))
     images = sorted((shapes / "data" / "imagesTs").glob("*.png"))
     preds = sorted((out / "runs" / "predictions").glob("*_seg.png"))
     assert len(preds) == len(images)
@@ -95,7 +98,7 @@ def test_missing_dataset_dir_is_one_line(tmp_path):
 
 
 def test_unknown_preset_is_one_line(shapes, tmp_path):
-    proc = bundle("run", TRAIN, dataset_dir=shapes / "data", bundle_root=tmp_path, **{"network_def#preset": "huge"})
+    proc = bundle("run", TRAIN, dataset_dir=shapes / "data", bundle_root=tmp_path, preset="huge")
     assert_one_line_error(proc, "unknown U-Net preset 'huge'")
 
 
@@ -116,3 +119,38 @@ def test_attn_unet_bundle_runs_on_the_2d_shapes_fragment(shapes, tmp_path):
     assert_ok(proc)
     assert (tmp_path / "models" / "model.pt").is_file()
     assert any("val_dice_ellipse" in ln for ln in proc.stdout.splitlines())
+
+
+@pytest.mark.parametrize("fragment, network, preset", [("unet_context", "UNet", "context"), ("fcn", "FCN", "standard")])
+def test_network_fragments_choose_the_network_and_inference_follows(fragment, network, preset, shapes, tmp_path):
+    proc = bundle("run", TRAIN + [f"configs/net/{fragment}.json"], dataset_dir=shapes / "data", bundle_root=tmp_path,
+                  epochs=1, val_interval=1, batch_size=4)
+    assert_ok(proc)
+    saved = json.loads((tmp_path / "models" / "model_config.json").read_text())
+    assert saved["network"]["_target_"].endswith(network) and saved["network"]["preset"] == preset
+    # inference rebuilds the same network from the checkpoint folder: no fragment needed
+    assert_ok(bundle("run", ["bundles/unet/inference.json"], dataset_dir=shapes / "data", bundle_root=tmp_path))
+    assert len(list((tmp_path / "runs" / "predictions").glob("*_seg.png"))) == len(
+        list((shapes / "data" / "imagesTs").glob("*.png")))
+
+
+def test_torchscript_export_from_the_inference_config(trained, tmp_path):
+    out, _ = trained
+    ts = tmp_path / "model.ts"
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
+         "--ckpt_file", str(out / "models" / "model.pt"), "--config_file", "bundles/unet/inference.json",
+         "--meta_file", "bundles/unet/metadata.json", "--bundle_root", str(out),
+         "--use_trace", "True", "--input_shape", "[1,1,32,32]"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    from pipeline.engines import network_from_config, read_model_config
+
+    eager = network_from_config(read_model_config(out / "models")).eval()
+    eager.load_state_dict(torch.load(out / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(ts))(x), eager(x), atol=1e-5)

@@ -9,15 +9,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from ignite.engine import Engine, Events  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from ignite.engine import Engine, Events
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure  # a plain Figure renders with Agg: no pyplot, no global backend switch
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +36,14 @@ def best_slice(label: np.ndarray) -> int:
 def panel_figure(
     image: np.ndarray, label: np.ndarray, pred: np.ndarray, attention: dict[int, np.ndarray],
     class_names: Sequence[str], title: str = "", radiological: bool = False,
-) -> plt.Figure:
+) -> Figure:
     """Figure with image, label overlay, prediction overlay and one panel per attention level (2D arrays).
 
     Arrays are (x, y); ``radiological`` shows an axial RAS slice with the patient's right on the viewer's left.
     """
     n = 3 + len(attention)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * n, 3.4))
+    axes = fig.subplots(1, n, squeeze=False)
     axes = axes[0]
     cmap = ListedColormap(CLASS_COLOURS[: len(class_names) + 1])
     lo, hi = np.percentile(image, [1, 99])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as _IgniteProgressBar
 
 
@@ -16,7 +16,8 @@ def _loss_of(output: Any) -> dict[str, float]:
 
 
 class ProgressBar(_IgniteProgressBar):
-    """ignite's ProgressBar with a one-argument ``attach`` (as MONAI handler lists call it) showing the loss."""
+    """ignite's ProgressBar with a one-argument ``attach`` (as MONAI handler lists call it) showing the loss, closed
+    also when the engine is terminated."""
 
     def __init__(self, desc: str = "", persist: bool = False, **tqdm_kwargs: Any) -> None:
         super().__init__(persist=persist, desc=desc, **tqdm_kwargs)
@@ -24,3 +25,5 @@ class ProgressBar(_IgniteProgressBar):
     def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         kwargs.setdefault("output_transform", _loss_of)
         super().attach(engine, *args, **kwargs)
+        # a terminated run (non-finite loss) never completes its epoch: close the bar so the next line starts clean
+        engine.add_event_handler(Events.TERMINATE, self._close)

@@ -1,0 +1,54 @@
+"""Stop training on a non-finite loss, and end the run with one line instead of exit code 0.
+
+ignite's ``TerminateOnNan`` stops the engine, but a MONAI handler list calls ``attach(engine)``, which it lacks, and a
+terminated run still exits 0 with a checkpoint in place. This wrapper attaches itself, remembers where the loss went
+non-finite, and ``raise_if_stopped`` (run after ``trainer.run()``) turns that into a PipelineError. The interrupted
+epoch never completes, so validation and the best-checkpoint saver do not run on the broken weights.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ignite.engine import Engine, Events
+from ignite.handlers import TerminateOnNan
+from pipeline.errors import PipelineError
+
+
+def _loss(output: Any) -> Any:
+    """The loss of a MONAI trainer's output (a dict, or a list of dicts when decollated)."""
+    if isinstance(output, list) and output:
+        output = output[0]
+    return output["loss"] if isinstance(output, dict) and "loss" in output else output
+
+
+class NonFiniteLossGuard(TerminateOnNan):
+    """``TerminateOnNan`` on the trainer's loss, attachable from a bundle's handler list."""
+
+    def __init__(self, output_transform: Callable[[Any], Any] | None = None, ckpt_dir: str | None = None) -> None:
+        super().__init__(output_transform=output_transform or _loss)
+        self.ckpt_dir = ckpt_dir
+        self.stopped_at: tuple[int, int, float] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Check the loss after every iteration."""
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        already = engine.should_terminate
+        super().__call__(engine)
+        if engine.should_terminate and not already:
+            loss = self._output_transform(engine.state.output)
+            value = float(loss.detach().float().mean()) if hasattr(loss, "detach") else float(loss)
+            self.stopped_at = (engine.state.epoch, engine.state.iteration, value)
+
+    def raise_if_stopped(self) -> None:
+        """Raise a one-line PipelineError if training was stopped by a non-finite loss."""
+        if self.stopped_at is None:
+            return
+        epoch, iteration, value = self.stopped_at
+        kept = f"; the best checkpoint in {self.ckpt_dir} was left as it was" if self.ckpt_dir else ""
+        raise PipelineError(
+            f"training stopped at epoch {epoch}, iteration {iteration}: the loss became {value} (non-finite); "
+            f"lower --learning_rate or check the data with `python -m pipeline check-data`{kept}"
+        )
