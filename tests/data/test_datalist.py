@@ -18,6 +18,7 @@ from pipeline.data.datalist import (
     image_files,
     load_datalist,
     read_dataset_json,
+    read_header,
     split_cases,
 )
 from pipeline.data.integrity import check_case_labels, check_dataset
@@ -419,6 +420,11 @@ def test_multi_channel_image_list_and_4d_image(tmp_path: Path) -> None:
     _write_json(root, meta)
     cases = {c["case"]: c for c in load_datalist(root, "training", val_fraction=0.0)}
     assert cases["case_000"]["image"] == [str(root / "imagesTr/case_000.nii.gz"), str(root / "imagesTr/t2_000.nii.gz")]
+    # a 4D image (channels in the 4th NIfTI dim, as MSD's multi-modal tasks) matches its 3D label at header level:
+    # listed, with the extra dim recorded; a single-channel bundle refuses it at load time (CheckImaged)
+    assert cases["case_001"]["image"] == str(root / "imagesTr/case_001.nii.gz")
+    header = read_header(root / "imagesTr/case_001.nii.gz")
+    assert header.spatial_shape == SHAPE and header.extra_shape == (4,)
 
 
 def test_absolute_path_inside_folder_allowed_and_affine_tolerance(tmp_path: Path) -> None:
