@@ -1,4 +1,4 @@
-"""``python -m pipeline <command>``: the jobs that are not a bundle run (make data, check a data set)."""
+"""``python -m pipeline <command>``: the jobs that are not a bundle run (make data, check a data set, plan)."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace an existing generated set")
     k = sub.add_parser("check-data", help="check a data set folder (dataset.json, files, shapes, affines, labels)")
     k.add_argument("dataset_dir")
+    n = sub.add_parser("plan", help="plan training from a data set's fingerprint and this machine (spacing, patch, batch)")
+    n.add_argument("dataset_dir")
+    n.add_argument("--out", default=None, help="plan file (default plans/<data set folder name>.json here)")
+    n.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="plan for this device")
+    n.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
+    n.add_argument("--max-cases", type=int, default=None, help="fingerprint a seeded sample of the training cases")
     return p
 
 
@@ -57,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {len(problems)} problem(s) in {args.dataset_dir}", file=sys.stderr)
                 return 1
             print(f"{args.dataset_dir}: no problems found")
+        elif args.command == "plan":
+            from pathlib import Path
+
+            from pipeline.planning import format_plan, plan_dataset, write_plan
+
+            plan = plan_dataset(args.dataset_dir, args.device, spatial_dims=args.spatial_dims, max_cases=args.max_cases)
+            out = write_plan(plan, args.out or Path("plans") / f"{Path(args.dataset_dir).resolve().name}.json")
+            print(format_plan(plan))
+            print(f"wrote the plan to {out}")
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,40 @@
+"""What the planner needs to know about the machine: CPU cores, native bfloat16, and the GPU if one is used."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from pipeline.engines.precision import cpu_has_native_bf16, resolve_device
+
+__all__ = ["machine_profile"]
+
+
+def cpu_count() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def machine_profile(device: str = "auto") -> dict[str, Any]:
+    """CPU count, native bf16, and the CUDA device (name, memory in GiB) when ``device`` resolves to one.
+
+    ``device`` is the bundles' key: ``auto`` (cuda when available), ``cpu`` or ``cuda[:i]``; a CUDA device
+    without a GPU is a one-line PipelineError.
+    """
+    dev = resolve_device(device)
+    profile: dict[str, Any] = {
+        "device": dev.type,
+        "cpu_count": cpu_count(),
+        "cpu_bf16": cpu_has_native_bf16(),
+        "gpu_name": None,
+        "gpu_memory_gib": None,
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev.index or 0)
+        profile["gpu_name"] = props.name
+        profile["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+    return profile
