@@ -38,6 +38,7 @@ def test_train_writes_checkpoint_tensorboard_and_logs_an_epoch_line(trained):
     assert list((out / "runs").glob("events.out.tfevents.*"))
     assert (out / "runs" / "val_panel.png").is_file()
     assert "precision:" in proc.stdout + proc.stderr
+    assert "data wait:" in proc.stdout  # share of iteration time spent fetching batches
     epoch_lines = [ln for ln in proc.stdout.splitlines() if "Epoch[1] Metrics" in ln and "val_mean_iou" in ln]
     assert epoch_lines and "val_dice_ellipse" in epoch_lines[0]
 
