@@ -206,8 +206,9 @@ def write_table(finals: list[dict], path: Path) -> None:
     lines = ["# CT recipes: validation Dice against time (attn_unet bundle, CT phantoms)", "", machine_header(quoted_argv()),
              "", "Every run: the 24 default phantoms (19 training, 5 validation), the recipe's epochs, bfloat16 on CPU; "
              "held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. Time is the "
-             "training process (caching, training, validation), without data generation. Curves: `curves.csv`, "
-             "`curves.png`.", "",
+             "training process (caching, training, validation), without data generation. The seed also draws the "
+             "validation split, so validation Dice compares recipes within a seed; the held-out 12 compare across "
+             "seeds. Curves: `curves.csv`, `curves.png`.", "",
              "| recipe | seed | train wall (s) | best epoch | val Dice pancreas | val Dice tumour | held-out 12 Dice pancreas |"
              " test 4 tumour | unseen 8 tumour |", "|---|---|---|---|---|---|---|---|---|"]
     for f in finals:
