@@ -51,6 +51,7 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 VAL_LINE = re.compile(r"^(\S+ \S+) - INFO - Epoch\[(\d+)\] Metrics -- (.*val_mean_dice.*)$", re.M)
 START_LINE = re.compile(r"^(\S+ \S+) - ", re.M)
+DATA_WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time")
 FIELDS = ["recipe", "seed", "epoch", "seconds", "val_dice_pancreas", "val_dice_tumour", "val_mean_dice"]
 
 
@@ -76,6 +77,12 @@ def parse_curve(log: str, start: dt.datetime) -> list[dict[str, float]]:
         metrics = {k: float(v) for k, v in re.findall(r"(\w+): ([-\d.]+)", text)}
         points.append({"epoch": int(epoch), "seconds": (t - start).total_seconds(), **metrics})
     return points
+
+
+def data_wait_share(log: str) -> float | None:
+    """Percent of the trainer's iteration time spent fetching batches (the bundle's DataWaitReport line)."""
+    m = DATA_WAIT.search(log)
+    return round(100 * float(m.group(1)) / float(m.group(2)), 1) if m and float(m.group(2)) > 0 else None
 
 
 def evaluate(recipe: str, seed: int, root: Path, dataset_dir: Path, extra: dict[str, object], log: Path) -> dict[str, float]:
@@ -185,6 +192,7 @@ def main() -> int:
                 "test4_dice_pancreas": test.get("dice_pancreas"), "test4_dice_tumour": test.get("dice_tumour"),
                 "unseen8_dice_pancreas": more.get("dice_pancreas"), "unseen8_dice_tumour": more.get("dice_tumour"),
                 "heldout12_dice_pancreas": (4 * test["dice_pancreas"] + 8 * more["dice_pancreas"]) / 12,
+                "data_wait_percent": data_wait_share(log_file.read_text()),
                 "overrides": json.dumps({**RECIPES[recipe], **extra}),
             })
             rows += [{k: str(v) for k, v in r.items()} for r in new]
@@ -193,7 +201,7 @@ def main() -> int:
                 w.writeheader()
                 w.writerows(rows)
             with final_csv.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(finals[0]))
+                w = csv.DictWriter(f, fieldnames=list(finals[-1]), restval="")
                 w.writeheader()
                 w.writerows(finals)
             print(json.dumps(finals[-1]), flush=True)
@@ -210,12 +218,13 @@ def write_table(finals: list[dict], path: Path) -> None:
              "validation split, so validation Dice compares recipes within a seed; the held-out 12 compare across "
              "seeds. Curves: `curves.csv`, `curves.png`.", "",
              "| recipe | seed | train wall (s) | best epoch | val Dice pancreas | val Dice tumour | held-out 12 Dice pancreas |"
-             " test 4 tumour | unseen 8 tumour |", "|---|---|---|---|---|---|---|---|---|"]
+             " test 4 tumour | unseen 8 tumour | data wait (% of iteration time) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for f in finals:
         lines.append(f"| {f['recipe']} | {f['seed']} | {float(f['train_wall_s']):.0f} | {f['best_epoch']} | "
                      f"{float(f['val_dice_pancreas']):.4f} | {float(f['val_dice_tumour'] or 0):.4f} | "
                      f"{float(f['heldout12_dice_pancreas']):.4f} | {float(f['test4_dice_tumour']):.4f} | "
-                     f"{float(f['unseen8_dice_tumour']):.4f} |")
+                     f"{float(f['unseen8_dice_tumour']):.4f} | {f.get('data_wait_percent') or 'not logged'} |")
     lines += ["", "Overrides per recipe (config ids on top of `bundles/attn_unet/train.json`):", ""]
     for name in dict.fromkeys(f["recipe"] for f in finals):
         lines.append(f"- `{name}`: `{RECIPES.get(name, {})}`")
