@@ -12,8 +12,6 @@ import importlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.fileio import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -72,20 +71,6 @@ def network_from_config(model_config: Mapping[str, Any]) -> torch.nn.Module:
     return cls(**spec)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model_config(ckpt_dir: str | Path, model_config: Mapping[str, Any], trainer: Any = None) -> Path:
     """Write ``model_config`` to ``<ckpt_dir>/model_config.json`` (atomically) and log where it went.
 
@@ -93,7 +78,7 @@ def save_model_config(ckpt_dir: str | Path, model_config: Mapping[str, Any], tra
     checked before anything is written into the checkpoint folder.
     """
     path = Path(ckpt_dir) / FILENAME
-    _atomic_write(path, json.dumps(_plain(model_config), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(_plain(model_config), indent=2) + "\n")
     logger.info("model configuration (network, preprocessing state) written to %s", path)
     return path
 

@@ -13,13 +13,12 @@ from typing import Any
 from ignite.engine import Engine, Events
 from ignite.handlers import TerminateOnNan
 from pipeline.errors import PipelineError
+from pipeline.handlers.progress import engine_loss
 
 
 def _loss(output: Any) -> Any:
-    """The loss of a MONAI trainer's output (a dict, or a list of dicts when decollated)."""
-    if isinstance(output, list) and output:
-        output = output[0]
-    return output["loss"] if isinstance(output, dict) and "loss" in output else output
+    loss = engine_loss(output)
+    return output if loss is None else loss
 
 
 class NonFiniteLossGuard(TerminateOnNan):

@@ -7,12 +7,16 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as _IgniteProgressBar
 
 
-def _loss_of(output: Any) -> dict[str, float]:
+def engine_loss(output: Any) -> Any:
+    """The loss in a MONAI trainer's output (a dict, or a list of dicts when decollated); None if there is none."""
     if isinstance(output, list) and output:
         output = output[0]
-    if isinstance(output, dict) and "loss" in output:
-        return {"loss": float(output["loss"].detach())}
-    return {}
+    return output["loss"] if isinstance(output, dict) and "loss" in output else None
+
+
+def _loss_of(output: Any) -> dict[str, float]:
+    loss = engine_loss(output)
+    return {} if loss is None else {"loss": float(loss.detach())}
 
 
 class ProgressBar(_IgniteProgressBar):

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.fileio import write_text_atomic
 from pipeline.planning.plan import PLAN_KEYS
 
 __all__ = ["format_plan", "log_plan", "read_plan", "write_plan"]
@@ -19,18 +18,7 @@ logger = logging.getLogger("pipeline.planning")
 
 def write_plan(plan: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``plan`` as JSON to ``path`` atomically (a temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(plan, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(plan, indent=2) + "\n")
 
 
 def _check(plan: Any, path: Path) -> None:
