@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="plan for this device")
     n.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
     n.add_argument("--max-cases", type=int, default=None, help="fingerprint a seeded sample of the training cases")
+    n.add_argument("--preset", default="standard", choices=("precision", "standard", "context"),
+                   help="the network preset the plan is for (its number of poolings sets the strides)")
     return p
 
 
@@ -66,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "plan":
             from pathlib import Path
 
+            from pipeline.networks.unet import preset_depth
             from pipeline.planning import format_plan, plan_dataset, write_plan
 
-            plan = plan_dataset(args.dataset_dir, args.device, spatial_dims=args.spatial_dims, max_cases=args.max_cases)
+            plan = plan_dataset(args.dataset_dir, args.device, spatial_dims=args.spatial_dims, max_cases=args.max_cases,
+                                poolings=preset_depth(args.preset))
             out = write_plan(plan, args.out or Path("plans") / f"{Path(args.dataset_dir).resolve().name}.json")
             print(format_plan(plan))
             print(f"wrote the plan to {out}")

@@ -33,25 +33,32 @@ logger = logging.getLogger("pipeline.planning")
 
 def plan_dataset(
     dataset_dir: str | Path, device: str = "auto", spatial_dims: int = 3, num_samples: int = 2,
-    max_cases: int | None = None,
+    max_cases: int | None = None, poolings: int = 3,
 ) -> dict[str, Any]:
     """Fingerprint ``dataset_dir`` (all training cases, or ``max_cases``), profile this machine, return the plan."""
     machine = machine_profile(device)  # first: a CUDA request without a GPU fails before the data is read
     fingerprint = dataset_fingerprint(dataset_dir, max_cases=max_cases)
     logger.info("fingerprint of %d training cases took %.1f s", fingerprint["n_analysed"], fingerprint["seconds"])
-    return make_plan(fingerprint, machine, spatial_dims=spatial_dims, num_samples=num_samples)
+    return make_plan(fingerprint, machine, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
 
 
 def bundle_plan(
-    dataset_dir: str | Path, plan_file: str | Path, device: str = "auto", spatial_dims: int = 3, num_samples: int = 2
+    dataset_dir: str | Path, plan_file: str | Path, device: str = "auto", spatial_dims: int = 3, num_samples: int = 2,
+    poolings: int = 3,
 ) -> dict[str, Any]:
     """The plan a bundle follows: ``plan_file`` if it exists, else planned from the data and written there; logged.
 
     A plan made for another data set folder or device is still used (it may have been copied on purpose), with
-    a warning in the log.
+    a warning in the log. A plan whose strides are for another network depth (``poolings``, e.g. a run with
+    ``--preset context`` after a ``standard`` one in the same folder) is planned again for this depth and used
+    without touching the file.
     """
     path = Path(plan_file)
-    if path.exists():
+    if path.exists() and len(read_plan(path)["strides"]) != poolings:
+        logger.warning("%s has strides for %d poolings and this network has %d: planned again for this run (the file"
+                       " is left as it is)", path, len(read_plan(path)["strides"]), poolings)
+        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
+    elif path.exists():
         plan = read_plan(path)
         logger.info("following the plan in %s (delete it to plan again)", path)
         here = str(Path(dataset_dir).absolute())
@@ -61,7 +68,7 @@ def bundle_plan(
         if planned not in (None, now):
             logger.warning("%s was planned for device %s; this run uses %s", path, planned, now)
     else:
-        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples)
+        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
         write_plan(plan, path)
         logger.info("no plan in %s: planned from the data and written there", path)
     log_plan(plan)

@@ -15,7 +15,7 @@ The rules, in the order they are applied (d = spatial dims; "body" = the median 
 3. Patch: a cube (square in 2D) in millimetres of the budget's size, each axis clipped to the body (the bundles
    crop to it) with the freed voxels given to the other axes; then rounded down to a multiple of the axis'
    pooling product and grown again one multiple at a time (shortest axis in mm first) while the budget allows.
-4. Strides (3 poolings, the ``standard`` preset): nnU-Net's rule per level: among the axes still >= 8 voxels
+4. Strides (one per pooling of the network, 3 for the ``standard`` preset): nnU-Net's rule per level: among the axes still >= 8 voxels
    after pooling, pool those whose current spacing is < 2x the finest current spacing; others take 1.
 5. Batch size: the CPU recipe's; on a GPU the voxels per step over the crops of the patch, between 2 and 8.
 6. Intensity: CT gets the HU window of the foreground 0.5/99.5 percentiles (nnU-Net's clip range), and the
@@ -37,7 +37,7 @@ __all__ = ["PLAN_KEYS", "make_plan", "pooling_strides"]
 
 PLAN_VERSION = 1
 PLAN_KEYS = ("target_spacing", "patch_size", "strides", "batch_size", "num_workers")
-POOLINGS = 3  # the `standard` preset of the networks
+POOLINGS = 3  # default: the `standard` preset of the networks
 MIN_POOLED_SIZE = 8  # voxels an axis keeps after a pooling
 ANISOTROPY = 2.0  # nnU-Net: pool an axis only while its spacing is < 2x the finest
 CPU_BUDGET = {3: (64 * 64 * 32, 2), 2: (128 * 128, 16)}  # voxels per crop, batch size: the hand-set recipes
@@ -107,12 +107,12 @@ def _clipped_cube(cap: np.ndarray, spacing: np.ndarray, budget: float) -> np.nda
 
 
 def _fit_patch(
-    real: np.ndarray, cap: np.ndarray, spacing: np.ndarray, budget: float
+    real: np.ndarray, cap: np.ndarray, spacing: np.ndarray, budget: float, levels: int = POOLINGS
 ) -> tuple[list[int], list[list[int]]]:
     """Integer patch divisible by its pooling product, within ``budget`` voxels, and its strides."""
     patch = real
     for _ in range(3):
-        strides = pooling_strides(patch, spacing)
+        strides = pooling_strides(patch, spacing, levels)
         mult = _multiple(strides)
         q = [max(m, int(p // m) * m) for p, m in zip(patch, mult)]
         limit = [max(m, math.ceil(c / m) * m) for c, m in zip(cap, mult)]
@@ -123,10 +123,10 @@ def _fit_patch(
                 break
             i = min(grow, key=lambda a: (q[a] * spacing[a], a))
             q[i] += mult[i]
-        if pooling_strides(q, spacing) == strides:
+        if pooling_strides(q, spacing, levels) == strides:
             break
         patch = np.array(q, float)
-    strides = pooling_strides(q, spacing)
+    strides = pooling_strides(q, spacing, levels)
     mult = _multiple(strides)  # rounding down to it keeps these strides (the size thresholds are multiples of it)
     return [max(m, p // m * m) for p, m in zip(q, mult)], strides
 
@@ -147,12 +147,14 @@ def _budget(machine: Mapping[str, Any], spatial_dims: int, num_samples: int) -> 
 
 
 def make_plan(
-    fingerprint: Mapping[str, Any], machine: Mapping[str, Any], spatial_dims: int = 3, num_samples: int = 2
+    fingerprint: Mapping[str, Any], machine: Mapping[str, Any], spatial_dims: int = 3, num_samples: int = 2,
+    poolings: int = POOLINGS,
 ) -> dict[str, Any]:
     """Training plan (target_spacing, patch_size, strides, batch_size, intensity, num_workers) and a "why" per value.
 
     ``fingerprint`` from ``dataset_fingerprint``, ``machine`` from ``machine_profile`` (or a dict with "device",
-    "cpu_count", "gpu_memory_gib"); ``num_samples`` is the bundles' crops per case per step. Rules: module docstring.
+    "cpu_count", "gpu_memory_gib"); ``num_samples`` is the bundles' crops per case per step; ``poolings`` the
+    network's depth (one stride per pooling). Rules: module docstring.
     """
     if fingerprint.get("spatial_dims") != spatial_dims:
         raise PipelineError(
@@ -173,11 +175,13 @@ def make_plan(
                        f"{_fmt(extent, 0)} mm; finer axes raised towards half the coarsest, then all, "
                        f"until it fits {n_fit}")
     cap = np.maximum(1.0, extent / spacing)
-    patch, strides = _fit_patch(_clipped_cube(cap, spacing, budget), cap, spacing, budget)
+    if poolings < 1:
+        raise PipelineError(f"poolings={poolings}: a plan needs a network with at least one pooling")
+    patch, strides = _fit_patch(_clipped_cube(cap, spacing, budget), cap, spacing, budget, poolings)
     patch_why = (f"{budget_why}: an isotropic box in mm clipped to the body {_fmt(np.round(cap), 0)} voxels, "
                  f"rounded to multiples of {_multiple(strides)}")
     strides_why = (f"nnU-Net's rule at spacing {_fmt(spacing)} mm: pool an axis while its spacing is < "
-                   f"{ANISOTROPY:g}x the finest and >= {MIN_POOLED_SIZE} voxels remain, {POOLINGS} poolings")
+                   f"{ANISOTROPY:g}x the finest and >= {MIN_POOLED_SIZE} voxels remain, {poolings} poolings")
     crop = int(np.prod(patch))
     if fixed_batch is None:
         per_step = budget * GPU_TARGET_BATCH * num_samples

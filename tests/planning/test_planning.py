@@ -173,6 +173,24 @@ def test_bundle_plan_writes_once_then_follows_the_file(iso, tmp_path, caplog):
     assert "following the plan" in caplog.text
 
 
+@pytest.mark.parametrize("poolings", [2, 4])
+def test_plans_have_one_stride_per_pooling_of_the_network(aniso, poolings):
+    plan = make_plan(dataset_fingerprint(aniso), CPU, poolings=poolings)
+    assert len(plan["strides"]) == poolings
+    assert all(p % m == 0 for p, m in zip(plan["patch_size"], _multiple(plan["strides"])))
+    assert f"{poolings} poolings" in plan["why"]["strides"]
+
+
+def test_a_plan_for_another_depth_is_planned_again_and_the_file_kept(iso, tmp_path, caplog):
+    path = tmp_path / "plan.json"
+    bundle_plan(iso, path, "cpu")  # the standard preset: 3 poolings
+    before = path.read_bytes()
+    with caplog.at_level(logging.INFO, logger="pipeline.planning"):
+        plan = bundle_plan(iso, path, "cpu", poolings=4)
+    assert len(plan["strides"]) == 4 and "planned again" in caplog.text
+    assert path.read_bytes() == before
+
+
 @pytest.mark.slow
 def test_plan_command_writes_and_prints_the_plan(aniso, tmp_path):
     out = tmp_path / "p.json"

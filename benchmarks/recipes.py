@@ -1,0 +1,334 @@
+"""Recipe comparison: validation Dice (and IoU) against wall-clock time for a bundle's default and alternative recipes.
+
+Each recipe is a bundle's train.json with a few config values changed (any config id, also inside the data
+fragment, e.g. ``data#augmentation#1#ratios``), trained in a child process from the same generated data and seed.
+The script records every validation (epoch, seconds since the process started, metrics per class), the best
+checkpoint's scores on held-out data (CT: the test phantoms of the data set plus extra unseen phantoms of the same
+generator with another seed; shapes: the test split), writes a CSV of every point, a PNG of the curves and a
+markdown table. Runs already in the CSV are skipped, so an interrupted comparison resumes.
+
+    python benchmarks/recipes.py --task ct --recipes default sgd_poly --seeds 0
+    python benchmarks/recipes.py --task shapes --recipes default bs8 --seeds 0 1
+    python benchmarks/recipes.py --task shapes --list
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine_header, quoted_argv, read_summary  # noqa: E402
+
+SGD = {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": "@learning_rate", "momentum": 0.99,
+       "nesterov": True, "weight_decay": 3e-5}
+POLY = {"_target_": "torch.optim.lr_scheduler.PolynomialLR", "optimizer": "@optimizer", "total_iters": "@epochs",
+        "power": 0.9}
+CT_RECIPES: dict[str, dict[str, object]] = {
+    "default": {},
+    # nnU-Net's optimiser: SGD, Nesterov momentum 0.99, lr 1e-2 with polynomial decay
+    "sgd_poly": {"optimizer": SGD, "lr_scheduler": POLY, "learning_rate": 0.01},
+    # nnU-Net's sampling: a third of the patches centred on foreground, the rest anywhere in the body
+    "fg_third": {"data#augmentation#1#ratios": [2, 1, 0]},
+    # a quarter of the patches on the pancreas and a quarter on the tumour, half on background anywhere in the body
+    "fg_2_1_1": {"data#augmentation#1#ratios": [2, 1, 1]},
+    "fg_2_1_1_65ep": {"data#augmentation#1#ratios": [2, 1, 1], "epochs": 65},
+    "sgd_poly_fg_third": {"optimizer": SGD, "lr_scheduler": POLY, "learning_rate": 0.01,
+                          "data#augmentation#1#ratios": [2, 1, 0]},
+    # more context per voxel of compute
+    "coarse_3mm": {"target_spacing": [3.0, 3.0, 4.0]},
+    "patch_96": {"patch_size": [96, 96, 48], "num_samples": 1},
+    "no_spatial_aug": {"data#augmentation#2#weights": [0.0, 0.0, 1.0]},
+    "lr_6e3_70ep": {"learning_rate": 0.006, "epochs": 70},
+    "epochs_70": {"epochs": 70},
+    # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
+    # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
+    # foreground component kept (removes far false positives)
+    "bs1_batchdice_lcc": {"batch_size": 1, "segmentation_loss#batch": True,
+                          "segmentation_loss#include_background": False, "keep_largest_component": True},
+    # the plan from the data (configs/plan/auto.json): spacing, patch, strides, batch size, num_workers
+    "planned": {k: v for k, v in json.loads((REPO / "configs/plan/auto.json").read_text()).items() if k != "_comment"},
+}
+SHAPES_RECIPES: dict[str, dict[str, object]] = {
+    "default": {},
+    # per-image cost is flat in the batch size on CPU: half the batch gives twice the updates for the same time
+    "bs8": {"batch_size": 8},
+    "bs8_lr4e3": {"batch_size": 8, "learning_rate": 0.004},
+    "bs4_lr2e3": {"batch_size": 4},
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A bundle, its recipes, the metric its curves show and the data it is scored on."""
+
+    bundle: str
+    recipes: dict[str, dict[str, object]]
+    classes: tuple[str, ...]
+    curve_metric: str  # per-class metric prefix in the validation log and the summaries: dice or iou
+    budget_s: float  # the issue's time budget, drawn on the plot
+    target: float
+    work: str
+    results: str
+    notes: str = ""
+    held_out: tuple[str, ...] = field(default=("test",))
+
+
+TASKS = {
+    "ct": Task("bundles/attn_unet", CT_RECIPES, ("pancreas", "tumour"), "dice", 900, 0.80, "/tmp/ct_recipes",
+               "benchmarks/results/ct_recipes", held_out=("test", "unseen"),
+               notes="Every run: the 24 default phantoms (19 training, 5 validation), the recipe's epochs, bfloat16 "
+               "on CPU; held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
+               "Time is the training process (caching, training, validation), without data generation. The seed "
+               "also draws the validation split, so validation Dice compares recipes within a seed; the held-out 12 "
+               "compare across seeds."),
+    "shapes": Task("bundles/unet", SHAPES_RECIPES, ("ellipse", "rectangle"), "iou", 600, 0.95, "/tmp/shapes_recipes",
+                   "benchmarks/results/shapes_recipes",
+                   notes="Every run: the default shapes (1000 images, 800 training / 100 validation / 100 test, "
+                   "generator seed 0), the recipe's epochs, bfloat16 on CPU; held-out = the 100 test images, best "
+                   "checkpoint. Time is the training process (caching, training, validation), without data "
+                   "generation."),
+}
+VAL_LINE = re.compile(r"^(\S+ \S+) - INFO - Epoch\[(\d+)\] Metrics -- (.*val_mean_dice.*)$", re.M)
+DATA_WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time")
+
+
+def curve_fields(task: Task) -> list[str]:
+    return ["recipe", "seed", "epoch", "seconds"] + [f"val_{m}_{c}" for m in ("dice", "iou") for c in task.classes] + [
+        "val_mean_dice", "val_mean_iou"]
+
+
+def run_child(task: Task, recipe: str, seed: int, root: Path, dataset_dir: Path, extra: dict[str, object],
+              files: list[str]) -> None:
+    """Run one recipe in this process (called in a child): overrides applied after the fragments are expanded."""
+    from monai.bundle import ConfigParser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stdout)
+    parser = ConfigParser()
+    parser.read_config([str(REPO / f) for f in files])
+    parser.resolve_macro_and_relative_ids()
+    parser.update({"bundle_root": str(root), "dataset_dir": str(dataset_dir), "seed": seed,
+                   **task.recipes[recipe], **extra})
+    for section in ("initialize", "run", "finalize"):
+        parser.get_parsed_content(section)
+
+
+def parse_curve(log: str, start: dt.datetime) -> list[dict[str, float]]:
+    points = []
+    for stamp, epoch, text in VAL_LINE.findall(log):
+        t = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        metrics = {k: float(v) for k, v in re.findall(r"(\w+): ([-\d.]+)", text)}
+        points.append({"epoch": int(epoch), "seconds": (t - start).total_seconds(), **metrics})
+    return points
+
+
+def data_wait_share(log: str) -> float | None:
+    """Percent of the trainer's iteration time spent fetching batches (the bundle's DataWaitReport line)."""
+    m = DATA_WAIT.search(log)
+    return round(100 * float(m.group(1)) / float(m.group(2)), 1) if m and float(m.group(2)) > 0 else None
+
+
+def child_command(task_name: str, recipe: str, seed: int, root: Path, data: Path, extra: dict[str, object],
+                  files: list[str]) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--task", task_name, "--run-child", recipe, str(seed),
+            str(root), "--child-data", str(data), "--child-extra", json.dumps(extra), "--child-files", *files]
+
+
+def evaluate(task_name: str, recipe: str, seed: int, root: Path, dataset_dir: Path, extra: dict[str, object],
+             log: Path) -> dict[str, float]:
+    """The best checkpoint on the test split of ``dataset_dir``, with the recipe's preprocessing."""
+    task = TASKS[task_name]
+    extra = {**extra, "eval_dir": str(root / f"eval_{dataset_dir.name}")}
+    files = [f"{task.bundle}/train.json", f"{task.bundle}/evaluate.json"]
+    with log.open("w") as f:
+        proc = subprocess.run(child_command(task_name, recipe, seed, root, dataset_dir, extra, files), cwd=REPO,
+                              stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"evaluation failed, see {log}")
+    return read_summary(root / f"eval_{dataset_dir.name}" / "metrics_summary.csv")
+
+
+def ensure_data(task_name: str, work: Path) -> list[Path]:
+    """The data set the bundle trains on (generated as the bundle would), then any extra held-out sets."""
+    if task_name == "shapes":
+        from pipeline.data.prepare import ensure_dataset
+
+        data = work / "shapes2d"
+        ensure_dataset(str(data), str(data), "shapes2d", n=1000, seed=0)
+        return [data]
+    from pipeline.data.phantom import make_pancreas_dataset
+
+    data, extra = work / "pancreas_phantom", work / "unseen_phantoms"
+    if not (data / "dataset.json").is_file():
+        make_pancreas_dataset(data, n=24, seed=0)
+    if not (extra / "dataset.json").is_file():
+        make_pancreas_dataset(extra, n=1, n_test=8, seed=1000)
+    return [data, extra]
+
+
+def plot(task: Task, rows: list[dict[str, str]], out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    first = task.classes[0]
+    column = f"val_{task.curve_metric}_{first}" if task.curve_metric == "dice" else f"val_mean_{task.curve_metric}"
+    label = f"validation {'Dice, ' + first if task.curve_metric == 'dice' else 'mean IoU (' + ', '.join(task.classes) + ')'}"
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    for key in sorted({(r["recipe"], r["seed"]) for r in rows}):
+        pts = sorted((float(r["seconds"]), float(r[column])) for r in rows
+                     if (r["recipe"], r["seed"]) == key and r.get(column) not in (None, "", "nan"))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{key[0]} (seed {key[1]})")
+    ax.axhline(task.target, color="grey", ls="--", lw=1)
+    ax.axvline(task.budget_s, color="grey", ls=":", lw=1)
+    ax.set_xlabel("seconds since the training process started (data cached, no generation)")
+    ax.set_ylabel(label)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
+def final_row(task: Task, recipe: str, seed: int, wall: float, curve: list[dict], scores: list[dict], log: str,
+              extra: dict) -> dict[str, object]:
+    best = max(curve, key=lambda p: p.get("val_mean_dice", -1))
+    row: dict[str, object] = {"recipe": recipe, "seed": seed, "train_wall_s": round(wall, 1), "best_epoch": best["epoch"]}
+    for c in task.classes:
+        row[f"val_{task.curve_metric}_{c}"] = best.get(f"val_{task.curve_metric}_{c}", 0.0)
+    if task.held_out == ("test",):  # shapes: the test split
+        for c in task.classes:
+            row[f"test_iou_{c}"] = scores[0][f"iou_{c}"]
+            row[f"test_dice_{c}"] = scores[0][f"dice_{c}"]
+        row["test_mean_iou"] = sum(scores[0][f"iou_{c}"] for c in task.classes) / len(task.classes)
+    else:  # CT: 4 test phantoms + 8 unseen ones
+        test, more = scores
+        row.update({"test4_dice_pancreas": test["dice_pancreas"], "test4_dice_tumour": test["dice_tumour"],
+                    "unseen8_dice_pancreas": more["dice_pancreas"], "unseen8_dice_tumour": more["dice_tumour"],
+                    "heldout12_dice_pancreas": (4 * test["dice_pancreas"] + 8 * more["dice_pancreas"]) / 12})
+    row["data_wait_percent"] = data_wait_share(log)
+    row["overrides"] = json.dumps({**task.recipes[recipe], **extra})
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=sorted(TASKS), default="ct")
+    ap.add_argument("--recipes", nargs="*", default=["default"])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
+    ap.add_argument("--work", default=None, help="scratch folder (default: the task's folder under /tmp)")
+    ap.add_argument("--out", default=None, help="results folder (default: the task's folder in benchmarks/results)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--run-child", nargs=3, metavar=("RECIPE", "SEED", "ROOT"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-data", help=argparse.SUPPRESS)
+    ap.add_argument("--child-extra", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--child-files", nargs="*", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    task = TASKS[args.task]
+    if args.list:
+        for name, overrides in task.recipes.items():
+            print(f"{name}: {json.dumps(overrides)}")
+        return 0
+    if args.run_child:
+        recipe, seed, root = args.run_child
+        run_child(task, recipe, int(seed), Path(root), Path(args.child_data), json.loads(args.child_extra),
+                  args.child_files)
+        return 0
+    unknown = [r for r in args.recipes if r not in task.recipes]
+    if unknown:
+        ap.error(f"unknown recipe(s) {unknown}; --list shows them")
+    work = Path(args.work or task.work)
+    out = Path(args.out or REPO / task.results)
+    out.mkdir(parents=True, exist_ok=True)
+    data_sets = ensure_data(args.task, work)
+    fields = curve_fields(task)
+    curve_csv, final_csv = out / "curves.csv", out / "final.csv"
+    rows = list(csv.DictReader(curve_csv.open())) if curve_csv.is_file() else []
+    finals = list(csv.DictReader(final_csv.open())) if final_csv.is_file() else []
+    done = {(r["recipe"], r["seed"]) for r in finals}
+    extra = {"epochs": args.epochs} if args.epochs else {}
+    for recipe in args.recipes:
+        for seed in args.seeds:
+            if (recipe, str(seed)) in done:
+                print(f"{recipe} seed {seed}: already measured, skipped")
+                continue
+            root = work / "runs" / f"{recipe}_s{seed}"
+            root.mkdir(parents=True, exist_ok=True)
+            log_file = root / "train.log"
+            cmd = child_command(args.task, recipe, seed, root, data_sets[0], extra, [f"{task.bundle}/train.json"])
+            print(f"{recipe} seed {seed}: training ({log_file})", flush=True)
+            start = dt.datetime.now()
+            t0 = time.perf_counter()
+            with log_file.open("w") as f:
+                proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+            wall = time.perf_counter() - t0
+            if proc.returncode:
+                raise SystemExit(f"{recipe} seed {seed} failed, see {log_file}")
+            log = log_file.read_text()
+            curve = parse_curve(log, start)
+            scores = [evaluate(args.task, recipe, seed, root, d, extra, root / f"eval_{d.name}.log") for d in data_sets]
+            finals.append(final_row(task, recipe, seed, wall, curve, scores, log, extra))
+            rows += [{k: str(p.get(k, "")) for k in fields} | {"recipe": recipe, "seed": str(seed)} for p in curve]
+            with curve_csv.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+            with final_csv.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(finals[-1]), restval="", extrasaction="ignore")
+                w.writeheader()
+                w.writerows(finals)
+            print(json.dumps(finals[-1]), flush=True)
+            plot(task, rows, out / "curves.png")
+            write_table(task, finals, out / "README.md")
+    return 0
+
+
+def _f(value: object, digits: int = 4) -> str:
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def write_table(task: Task, finals: list[dict], path: Path) -> None:
+    title = ("CT recipes: validation Dice against time (attn_unet bundle, CT phantoms)" if task.held_out != ("test",)
+             else "Shapes recipes: validation IoU against time (unet bundle, 2D shapes)")
+    lines = [f"# {title}", "", machine_header(quoted_argv()), "", task.notes + " Curves: `curves.csv`, `curves.png`.", ""]
+    if task.held_out == ("test",):
+        a, b = task.classes
+        lines += [f"| recipe | seed | train wall (s) | best epoch | val IoU {a} | val IoU {b} | test mean IoU | test IoU {a} |"
+                  f" test IoU {b} | data wait (% of iteration time) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for f in finals:
+            lines.append(f"| {f['recipe']} | {f['seed']} | {float(f['train_wall_s']):.0f} | {f['best_epoch']} | "
+                         f"{_f(f.get(f'val_iou_{a}'))} | {_f(f.get(f'val_iou_{b}'))} | {_f(f['test_mean_iou'])} | "
+                         f"{_f(f[f'test_iou_{a}'])} | {_f(f[f'test_iou_{b}'])} | {f.get('data_wait_percent') or '-'} |")
+    else:
+        lines += ["| recipe | seed | train wall (s) | best epoch | val Dice pancreas | val Dice tumour | held-out 12 Dice pancreas |"
+                  " test 4 tumour | unseen 8 tumour | data wait (% of iteration time) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for f in finals:
+            lines.append(f"| {f['recipe']} | {f['seed']} | {float(f['train_wall_s']):.0f} | {f['best_epoch']} | "
+                         f"{_f(f['val_dice_pancreas'])} | {_f(f.get('val_dice_tumour') or 0)} | "
+                         f"{_f(f['heldout12_dice_pancreas'])} | {_f(f['test4_dice_tumour'])} | "
+                         f"{_f(f['unseen8_dice_tumour'])} | {f.get('data_wait_percent') or 'not logged'} |")
+    lines += ["", f"Overrides per recipe (config ids on top of `{task.bundle}/train.json`):", ""]
+    for name in dict.fromkeys(f["recipe"] for f in finals):
+        lines.append(f"- `{name}`: `{task.recipes.get(name, {})}`")
+    old = path.read_text() if path.is_file() else ""
+    kept = old[old.index(SHOWS):] if SHOWS in old else ""  # the hand-written reading of the results survives reruns
+    path.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
+
+
+SHOWS = "## What it shows"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
