@@ -63,6 +63,13 @@ SHAPES_RECIPES: dict[str, dict[str, object]] = {
     "bs8": {"batch_size": 8},
     "bs8_lr4e3": {"batch_size": 8, "learning_rate": 0.004},
     "bs4_lr2e3": {"batch_size": 4},
+    # side outputs at 1/2 and 1/4 resolution (as the attn_unet bundle): a direct gradient to the coarse decoder
+    # levels, where the whole-shape evidence that tells an ellipse from a rectangle lives
+    "deep_sup": {"network_def#deep_supervision": True,
+                 "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
+    "lr6e3": {"learning_rate": 0.006},
+    "deep_sup_lr6e3": {"network_def#deep_supervision": True, "learning_rate": 0.006,
+                       "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
 }
 
 
