@@ -70,6 +70,12 @@ SHAPES_RECIPES: dict[str, dict[str, object]] = {
     "lr6e3": {"learning_rate": 0.006},
     "deep_sup_lr6e3": {"network_def#deep_supervision": True, "learning_rate": 0.006,
                        "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
+    # deep supervision with the epochs that fit the 10-minute budget (and the augmentation in one worker process)
+    "deep_sup_30ep": {"network_def#deep_supervision": True, "epochs": 30,
+                      "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
+    "deep_sup_30ep_nw1": {"network_def#deep_supervision": True, "epochs": 30, "num_workers": 1,
+                          "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss",
+                                   "weight_mode": "exp"}},
 }
 
 
