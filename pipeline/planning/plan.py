@@ -190,7 +190,7 @@ def make_plan(
                      f"between 2 and {GPU_MAX_BATCH}")
     else:
         batch = fixed_batch
-        batch_why = f"the CPU recipe's batch ({batch} cases x {num_samples} crops per step)"
+        batch_why = f"the CPU recipe's batch ({batch} cases x {num_samples} crop{'s' if num_samples != 1 else ''} per step)"
     cores = int(machine.get("cpu_count") or 1)
     if machine.get("device") == "cuda":
         workers = min(MAX_GPU_WORKERS, max(0, cores - 1))
