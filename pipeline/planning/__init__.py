@@ -12,17 +12,19 @@ from typing import Any
 from pipeline.planning.fingerprint import dataset_fingerprint
 from pipeline.planning.io import format_plan, log_plan, read_plan, write_plan
 from pipeline.planning.machine import machine_profile
-from pipeline.planning.plan import PLAN_KEYS, make_plan, pooling_strides
+from pipeline.planning.plan import PLAN_KEYS, make_plan, planned_workers, pooling_strides
 
 __all__ = [
     "PLAN_KEYS",
     "bundle_plan",
+    "checkpoint_plan",
     "dataset_fingerprint",
     "format_plan",
     "log_plan",
     "machine_profile",
     "make_plan",
     "plan_dataset",
+    "planned_workers",
     "pooling_strides",
     "read_plan",
     "write_plan",
@@ -79,3 +81,23 @@ def bundle_plan(
         logger.info("following the plan in %s (delete it to plan again)", path)
     log_plan(plan)
     return plan
+
+
+def checkpoint_plan(ckpt_dir: str | Path, device: str = "auto") -> dict[str, Any]:
+    """The planned values a trained model was trained with, from its ``model_config.json`` (evaluation uses these).
+
+    Evaluating on another data set must prepare the data as training did, not plan for the new data: target
+    spacing, patch size and strides come from the checkpoint folder; num_workers from this machine; batch size 1.
+    A folder without ``model_config.json`` is a one-line PipelineError.
+    """
+    from pipeline.engines.model_config import read_model_config
+
+    config = read_model_config(ckpt_dir)
+    workers, _ = planned_workers(machine_profile(device))
+    return {
+        "target_spacing": (config.get("data") or {}).get("target_spacing"),
+        "patch_size": config["patch_size"],
+        "strides": config["network"].get("strides"),
+        "batch_size": 1,
+        "num_workers": workers,
+    }

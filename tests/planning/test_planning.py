@@ -233,6 +233,14 @@ def test_bundle_run_follows_the_plan(tmp_path):
     assert config["data"]["target_spacing"] == plan["target_spacing"]
     assert config["patch_size"] == plan["patch_size"]
     assert config["network"]["strides"] == plan["strides"]
+    # evaluation on another data set prepares it as the checkpoint was trained: no planning for the new data
+    other = make_pancreas_dataset(tmp_path / "other", n=1, n_test=1, seed=6, scale=3)
+    before = (root / "plan.json").read_bytes()
+    proc = bundle("run", ["bundles/attn_unet/train.json", "bundles/attn_unet/evaluate.json"], dataset_dir=other,
+                  bundle_root=root, device="cpu", eval_dir=tmp_path / "eval")
+    assert_ok(proc)
+    assert "fingerprint" not in proc.stdout + proc.stderr and (root / "plan.json").read_bytes() == before
+    assert (tmp_path / "eval" / "metrics_summary.csv").is_file()
     (root / "plan.json").write_text('{"patch_size": [64, 64')  # a broken plan stops the next run with one line
     proc = bundle("run", ["bundles/attn_unet/train.json"], dataset_dir=data,
                   bundle_root=root, device="cpu", epochs=1, val_interval=1)
