@@ -1,7 +1,7 @@
 """Planning: a data set's fingerprint and the machine -> a training plan (spacing, patch, strides, batch, workers).
 
-``python -m pipeline plan DATASET_DIR`` writes a plan; ``configs/plan/auto.json`` makes a bundle follow one
-(``bundle_plan`` reads it, or computes and writes it on the first run). Rules: ``pipeline.planning.plan``.
+``python -m pipeline plan DATASET_DIR`` writes a plan; both bundles follow one by default (``configs/plan/auto.json``:
+``bundle_plan`` reads it, or computes and writes it on the first run). Rules: ``pipeline.planning.plan``.
 """
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ from typing import Any
 from pipeline.planning.fingerprint import dataset_fingerprint
 from pipeline.planning.io import format_plan, log_plan, read_plan, write_plan
 from pipeline.planning.machine import machine_profile
-from pipeline.planning.plan import PLAN_KEYS, make_plan, pooling_strides
+from pipeline.planning.plan import PLAN_KEYS, make_plan, planned_workers, pooling_strides
 
 __all__ = [
     "PLAN_KEYS",
     "bundle_plan",
+    "checkpoint_plan",
     "dataset_fingerprint",
     "format_plan",
     "log_plan",
     "machine_profile",
     "make_plan",
     "plan_dataset",
+    "planned_workers",
     "pooling_strides",
     "read_plan",
     "write_plan",
@@ -48,28 +50,54 @@ def bundle_plan(
 ) -> dict[str, Any]:
     """The plan a bundle follows: ``plan_file`` if it exists, else planned from the data and written there; logged.
 
-    A plan made for another data set folder or device is still used (it may have been copied on purpose), with
-    a warning in the log. A plan whose strides are for another network depth (``poolings``, e.g. a run with
-    ``--preset context`` after a ``standard`` one in the same folder) is planned again for this depth and used
-    without touching the file.
+    The file is followed as written (edit it to change a value; delete it to plan again) when it was made for this
+    data set folder, this device type and this network depth (``poolings``). A file made for another one (a run
+    with ``--dataset_dir`` or ``--preset context`` in a folder that trained something else) is not followed: the
+    data are planned again for this run and the file is left as it is, with a warning saying so.
     """
     path = Path(plan_file)
-    if path.exists() and len(read_plan(path)["strides"]) != poolings:
-        logger.warning("%s has strides for %d poolings and this network has %d: planned again for this run (the file"
-                       " is left as it is)", path, len(read_plan(path)["strides"]), poolings)
-        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
-    elif path.exists():
-        plan = read_plan(path)
-        logger.info("following the plan in %s (delete it to plan again)", path)
-        here = str(Path(dataset_dir).absolute())
-        if plan.get("dataset_dir") not in (None, here):
-            logger.warning("%s was planned for %s, not %s", path, plan.get("dataset_dir"), here)
-        planned, now = plan.get("device"), machine_profile(device)["device"]
-        if planned not in (None, now):
-            logger.warning("%s was planned for device %s; this run uses %s", path, planned, now)
-    else:
+    if not path.exists():
         plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
         write_plan(plan, path)
         logger.info("no plan in %s: planned from the data and written there", path)
+        log_plan(plan)
+        return plan
+    plan = read_plan(path)
+    here, now = str(Path(dataset_dir).absolute()), machine_profile(device)["device"]
+    differs = [
+        f"{what} {was} (this run: {this})"
+        for what, was, this in (
+            ("data set", plan.get("dataset_dir"), here),
+            ("device", plan.get("device"), now),
+            ("poolings", len(plan["strides"]), poolings),
+        )
+        if was is not None and was != this
+    ]
+    if differs:
+        logger.warning("%s was planned for %s: planned again for this run; the file is left as it is (delete it to "
+                       "store the new plan)", path, ", ".join(differs))
+        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
+    else:
+        logger.info("following the plan in %s (delete it to plan again)", path)
     log_plan(plan)
     return plan
+
+
+def checkpoint_plan(ckpt_dir: str | Path, device: str = "auto") -> dict[str, Any]:
+    """The planned values a trained model was trained with, from its ``model_config.json`` (evaluation uses these).
+
+    Evaluating on another data set must prepare the data as training did, not plan for the new data: target
+    spacing, patch size and strides come from the checkpoint folder; num_workers from this machine; batch size 1.
+    A folder without ``model_config.json`` is a one-line PipelineError.
+    """
+    from pipeline.engines.model_config import read_model_config
+
+    config = read_model_config(ckpt_dir)
+    workers, _ = planned_workers(machine_profile(device))
+    return {
+        "target_spacing": (config.get("data") or {}).get("target_spacing"),
+        "patch_size": config["patch_size"],
+        "strides": config["network"].get("strides"),
+        "batch_size": 1,
+        "num_workers": workers,
+    }

@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 
-__all__ = ["PLAN_KEYS", "make_plan", "pooling_strides"]
+__all__ = ["PLAN_KEYS", "make_plan", "planned_workers", "pooling_strides"]
 
 PLAN_VERSION = 1
 PLAN_KEYS = ("target_spacing", "patch_size", "strides", "batch_size", "num_workers")
@@ -190,14 +190,8 @@ def make_plan(
                      f"between 2 and {GPU_MAX_BATCH}")
     else:
         batch = fixed_batch
-        batch_why = f"the CPU recipe's batch ({batch} cases x {num_samples} crops per step)"
-    cores = int(machine.get("cpu_count") or 1)
-    if machine.get("device") == "cuda":
-        workers = min(MAX_GPU_WORKERS, max(0, cores - 1))
-        workers_why = f"{cores} cores: all but one prepare batches for the GPU (at most {MAX_GPU_WORKERS})"
-    else:
-        workers = min(MAX_CPU_WORKERS, cores // 4)
-        workers_why = f"{cores} cores: CPU training keeps them for the network (cores // 4, at most {MAX_CPU_WORKERS})"
+        batch_why = f"the CPU recipe's batch ({batch} cases x {num_samples} crop{'s' if num_samples != 1 else ''} per step)"
+    workers, workers_why = planned_workers(machine)
     intensity, intensity_why = _intensity(fingerprint)
     summary = {k: v for k, v in fingerprint.items() if k != "cases"}
     return {
@@ -222,6 +216,17 @@ def make_plan(
         "machine": dict(machine),
         "fingerprint": summary,
     }
+
+
+def planned_workers(machine: Mapping[str, Any]) -> tuple[int, str]:
+    """DataLoader worker processes for this machine and the reason (module docstring, rule 7)."""
+    cores = int(machine.get("cpu_count") or 1)
+    if machine.get("device") == "cuda":
+        return min(MAX_GPU_WORKERS, max(0, cores - 1)), (
+            f"{cores} cores: all but one prepare batches for the GPU (at most {MAX_GPU_WORKERS})")
+    return min(MAX_CPU_WORKERS, cores // 4), (
+        f"{cores} cores: CPU training keeps them for the network (cores // 4, at most {MAX_CPU_WORKERS}; one worker "
+        "on 2 cores measured no faster)")
 
 
 def _intensity(fingerprint: Mapping[str, Any]) -> tuple[dict[str, Any], str]:

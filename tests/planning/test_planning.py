@@ -181,13 +181,18 @@ def test_plans_have_one_stride_per_pooling_of_the_network(aniso, poolings):
     assert f"{poolings} poolings" in plan["why"]["strides"]
 
 
-def test_a_plan_for_another_depth_is_planned_again_and_the_file_kept(iso, tmp_path, caplog):
+def test_a_plan_for_another_depth_or_data_set_is_planned_again_and_the_file_kept(iso, aniso, tmp_path, caplog):
     path = tmp_path / "plan.json"
     bundle_plan(iso, path, "cpu")  # the standard preset: 3 poolings
     before = path.read_bytes()
     with caplog.at_level(logging.INFO, logger="pipeline.planning"):
         plan = bundle_plan(iso, path, "cpu", poolings=4)
-    assert len(plan["strides"]) == 4 and "planned again" in caplog.text
+    assert len(plan["strides"]) == 4 and "planned again" in caplog.text and "poolings 3 (this run: 4)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline.planning"):
+        plan = bundle_plan(aniso, path, "cpu")
+    assert plan["target_spacing"] == make_plan(dataset_fingerprint(aniso), machine_profile("cpu"))["target_spacing"]
+    assert "data set" in caplog.text and "planned again" in caplog.text
     assert path.read_bytes() == before
 
 
@@ -218,7 +223,7 @@ def test_bundle_run_follows_the_plan(tmp_path):
 
     data = make_pancreas_dataset(tmp_path / "data", n=2, n_test=1, seed=5, scale=4)
     root = tmp_path / "bundle"
-    proc = bundle("run", ["bundles/attn_unet/train.json", "configs/plan/auto.json"], dataset_dir=data,
+    proc = bundle("run", ["bundles/attn_unet/train.json"], dataset_dir=data,
                   bundle_root=root, device="cpu", epochs=1, val_interval=1)
     assert_ok(proc)
     plan = read_plan(root / "plan.json")
@@ -228,7 +233,15 @@ def test_bundle_run_follows_the_plan(tmp_path):
     assert config["data"]["target_spacing"] == plan["target_spacing"]
     assert config["patch_size"] == plan["patch_size"]
     assert config["network"]["strides"] == plan["strides"]
+    # evaluation on another data set prepares it as the checkpoint was trained: no planning for the new data
+    other = make_pancreas_dataset(tmp_path / "other", n=1, n_test=1, seed=6, scale=3)
+    before = (root / "plan.json").read_bytes()
+    proc = bundle("run", ["bundles/attn_unet/train.json", "bundles/attn_unet/evaluate.json"], dataset_dir=other,
+                  bundle_root=root, device="cpu", eval_dir=tmp_path / "eval")
+    assert_ok(proc)
+    assert "fingerprint" not in proc.stdout + proc.stderr and (root / "plan.json").read_bytes() == before
+    assert (tmp_path / "eval" / "metrics_summary.csv").is_file()
     (root / "plan.json").write_text('{"patch_size": [64, 64')  # a broken plan stops the next run with one line
-    proc = bundle("run", ["bundles/attn_unet/train.json", "configs/plan/auto.json"], dataset_dir=data,
+    proc = bundle("run", ["bundles/attn_unet/train.json"], dataset_dir=data,
                   bundle_root=root, device="cpu", epochs=1, val_interval=1)
     assert_one_line_error(proc, "plan.json", "invalid JSON")
