@@ -33,49 +33,39 @@ SGD = {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": 
 POLY = {"_target_": "torch.optim.lr_scheduler.PolynomialLR", "optimizer": "@optimizer", "total_iters": "@epochs",
         "power": 0.9}
 CT_RECIPES: dict[str, dict[str, object]] = {
+    # the bundle as it is: target spacing, patch, strides, batch size and workers planned from the data
     "default": {},
+    # the values the bundle had by hand before it followed the plan (2 x 2 x 3 mm; no z pooling at the first level)
+    "hand_set": {"target_spacing": [2.0, 2.0, 3.0], "patch_size": [64, 64, 32], "strides": [[2, 2, 1]],
+                 "batch_size": 2, "num_workers": 0},
     # nnU-Net's optimiser: SGD, Nesterov momentum 0.99, lr 1e-2 with polynomial decay
     "sgd_poly": {"optimizer": SGD, "lr_scheduler": POLY, "learning_rate": 0.01},
     # nnU-Net's sampling: a third of the patches centred on foreground, the rest anywhere in the body
-    "fg_third": {"data#augmentation#1#ratios": [2, 1, 0]},
+    "fg_third": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "data#augmentation#1#ratios": [2, 1, 0]},
     # a quarter of the patches on the pancreas and a quarter on the tumour, half on background anywhere in the body
-    "fg_2_1_1": {"data#augmentation#1#ratios": [2, 1, 1]},
-    "fg_2_1_1_65ep": {"data#augmentation#1#ratios": [2, 1, 1], "epochs": 65},
-    "sgd_poly_fg_third": {"optimizer": SGD, "lr_scheduler": POLY, "learning_rate": 0.01,
-                          "data#augmentation#1#ratios": [2, 1, 0]},
+    "fg_2_1_1": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "data#augmentation#1#ratios": [2, 1, 1]},
     # more context per voxel of compute
-    "coarse_3mm": {"target_spacing": [3.0, 3.0, 4.0]},
+    "coarse_3mm": {"target_spacing": [3.0, 3.0, 4.0], "strides": [[2, 2, 1]]},
     "patch_96": {"patch_size": [96, 96, 48], "num_samples": 1},
-    "no_spatial_aug": {"data#augmentation#2#weights": [0.0, 0.0, 1.0]},
     "lr_6e3_70ep": {"learning_rate": 0.006, "epochs": 70},
-    "epochs_70": {"epochs": 70},
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
-    # foreground component kept (removes far false positives)
-    "bs1_batchdice_lcc": {"batch_size": 1, "segmentation_loss#batch": True,
-                          "segmentation_loss#include_background": False, "keep_largest_component": True},
-    # the plan from the data (configs/plan/auto.json): spacing, patch, strides, batch size, num_workers
-    "planned": {k: v for k, v in json.loads((REPO / "configs/plan/auto.json").read_text()).items() if k != "_comment"},
+    # foreground component kept (removes far false positives); measured on the hand-set grid
+    "bs1_batchdice_lcc": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "batch_size": 1,
+                          "segmentation_loss#batch": True, "segmentation_loss#include_background": False,
+                          "keep_largest_component": True},
 }
+PLAIN_LOSS = {"deep_supervision": False, "loss": "@segmentation_loss"}
 SHAPES_RECIPES: dict[str, dict[str, object]] = {
+    # the bundle as it is: deep supervision (side outputs at 1/2 and 1/4 resolution), plan = 128 x 128, batch 16
     "default": {},
+    # the bundle before deep supervision: one output, plain DiceCE
+    "no_deep_sup": PLAIN_LOSS,
     # per-image cost is flat in the batch size on CPU: half the batch gives twice the updates for the same time
-    "bs8": {"batch_size": 8},
-    "bs8_lr4e3": {"batch_size": 8, "learning_rate": 0.004},
-    "bs4_lr2e3": {"batch_size": 4},
-    # side outputs at 1/2 and 1/4 resolution (as the attn_unet bundle): a direct gradient to the coarse decoder
-    # levels, where the whole-shape evidence that tells an ellipse from a rectangle lives
-    "deep_sup": {"network_def#deep_supervision": True,
-                 "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
-    "lr6e3": {"learning_rate": 0.006},
-    "deep_sup_lr6e3": {"network_def#deep_supervision": True, "learning_rate": 0.006,
-                       "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
-    # deep supervision with the epochs that fit the 10-minute budget (and the augmentation in one worker process)
-    "deep_sup_30ep": {"network_def#deep_supervision": True, "epochs": 30,
-                      "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}},
-    "deep_sup_30ep_nw1": {"network_def#deep_supervision": True, "epochs": 30, "num_workers": 1,
-                          "loss": {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss",
-                                   "weight_mode": "exp"}},
+    "bs8": {**PLAIN_LOSS, "batch_size": 8},
+    "lr4e3": {"learning_rate": 0.004},
+    "precision": {"preset": "precision"},
+    "context": {"preset": "context"},
 }
 
 
