@@ -1,0 +1,117 @@
+"""The README's main command on a fresh clone, timed end to end, and its model scored on held-out phantoms.
+
+Clones the repository's HEAD into a scratch folder, creates an empty virtual environment there and runs, in that
+clone, exactly the README's quick-start line (``bash scripts/setup.sh && python -m monai.bundle run --config_file
+bundles/attn_unet/train.json``): set-up, phantom generation, planning, caching, training, validation and
+checkpointing are all inside the measured wall time. Peak memory is the largest resident set of the command's
+processes (wait4). The best checkpoint is then scored with ``evaluate.json`` (outside the timed part) on the 4 test
+phantoms of the generated set and on 8 further phantoms of the same generator with another seed (1000), which no
+run ever trains on.
+
+    python benchmarks/user_command.py [--work /tmp/user_command] [--out benchmarks/results/user_command.md]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine_header, quoted_argv, read_summary  # noqa: E402
+
+COMMAND = "bash scripts/setup.sh && python -m monai.bundle run --config_file bundles/attn_unet/train.json"
+VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- (.*val_dice_pancreas.*)")
+BUDGET_S, TARGET = 900.0, 0.80
+
+
+def timed_shell(command: str, cwd: Path, env: dict[str, str], log: Path) -> tuple[int, float, float]:
+    """(exit code, wall seconds, peak RSS in MB of the command's processes)."""
+    start = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/user_command")
+    ap.add_argument("--out", default=str(REPO / "benchmarks/results/user_command.md"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    clone, venv = work / "clone", work / "venv"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    code, wall, rss = timed_shell(COMMAND, clone, env, work / "train.log")
+    log = (work / "train.log").read_text()
+    if code:
+        print(log[-3000:])
+        raise SystemExit(f"the user's command failed (exit {code}); log {work / 'train.log'}")
+    history = [(int(e), dict((k, float(v)) for k, v in re.findall(r"(\w+): ([-\d.]+)", text)))
+               for e, text in VAL_LINE.findall(log)]
+    best_epoch, best = max(history, key=lambda h: h[1].get("val_mean_dice", -1))
+
+    unseen = work / "unseen_phantoms"
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pipeline", "make-pancreas", "--out", str(unseen), "--n", "1",
+                    "--n-test", "8", "--seed", "1000"], cwd=clone, env=env, check=True, capture_output=True)
+    held_out = {}
+    for name, data in (("test4", None), ("unseen8", unseen)):
+        cmd = [str(venv / "bin" / "python"), "-m", "monai.bundle", "run", "--config_file",
+               "['bundles/attn_unet/train.json','bundles/attn_unet/evaluate.json']", "--eval_dir", str(work / name)]
+        if data is not None:
+            cmd += ["--dataset_dir", str(data)]
+        with (work / f"eval_{name}.log").open("w") as f:
+            if subprocess.run(cmd, cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT).returncode:
+                raise SystemExit(f"evaluation on {name} failed; log {work / f'eval_{name}.log'}")
+        held_out[name] = read_summary(work / name / "metrics_summary.csv")
+    pancreas12 = (4 * held_out["test4"]["dice_pancreas"] + 8 * held_out["unseen8"]["dice_pancreas"]) / 12
+    plan = re.search(r"plan for .*?\n((?:  .*\n)+)", log)
+    waits = re.search(r"data wait: .*", log)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    lines = [
+        "# The user's command on a fresh clone (attn_unet, CT phantoms, 2 CPU cores)", "",
+        machine_header(quoted_argv()), f"- commit: {commit.strip()}", "",
+        f"Timed: `{COMMAND}` in a fresh clone with an empty virtual environment (set-up, data generation, planning,"
+        " caching, training, validation, checkpoints). Held-out scores come afterwards from `evaluate.json` with the"
+        " best checkpoint: the 4 test phantoms of the generated set and 8 unseen phantoms of generator seed 1000.", "",
+        "| target (issue 14a) | measured | verdict |", "|---|---|---|",
+        f"| wall time <= {BUDGET_S / 60:.0f} min including set-up and data generation | {wall:.0f} s "
+        f"({wall / 60:.1f} min) | {verdict(wall <= BUDGET_S)} |",
+        f"| pancreas Dice >= {TARGET} on >= 10 never-trained phantoms | {pancreas12:.4f} (12 phantoms: test 4 "
+        f"{held_out['test4']['dice_pancreas']:.4f}, unseen 8 {held_out['unseen8']['dice_pancreas']:.4f}) | "
+        f"{verdict(pancreas12 >= TARGET)} |",
+        f"| pancreas Dice >= {TARGET} on the validation cases | {best.get('val_dice_pancreas', float('nan')):.4f} "
+        f"(best checkpoint, epoch {best_epoch}) | {verdict(best.get('val_dice_pancreas', 0) >= TARGET)} |",
+        f"| tumour Dice reported (aim >= 0.50) | test 4 {held_out['test4']['dice_tumour']:.4f}, unseen 8 "
+        f"{held_out['unseen8']['dice_tumour']:.4f} (mean over phantoms with a tumour), validation "
+        f"{best.get('val_dice_tumour', float('nan')):.4f} | {verdict(min(held_out['test4']['dice_tumour'], held_out['unseen8']['dice_tumour']) >= 0.5)} |",
+        f"| peak memory <= 4 GB | {rss / 1024:.2f} GB | {verdict(rss <= 4096)} |", "",
+        "Validation history (sliding window on the validation phantoms, resampled space):", "",
+        "| epoch | Dice pancreas | Dice tumour | HD95 pancreas (mm) |", "|---|---|---|---|",
+    ]
+    for epoch, m in history:
+        lines.append(f"| {epoch} | {m.get('val_dice_pancreas', float('nan')):.4f} | "
+                     f"{m.get('val_dice_tumour', float('nan')):.4f} | {m.get('val_hd95_pancreas', float('nan')):.1f} |")
+    lines += ["", f"Data loading: `{waits.group(0) if waits else 'not logged'}`", ""]
+    if plan:
+        lines += ["The plan the run followed (from its log):", "", "```", plan.group(1).rstrip(), "```", ""]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
