@@ -1,4 +1,5 @@
-"""``python -m pipeline <command>``: the jobs that are not a bundle run (make data, check a data set, plan)."""
+"""``python -m pipeline <command>``: the jobs that are not a bundle run (make data, check a data set, plan,
+score a folder of predictions)."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,27 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--max-cases", type=int, default=None, help="fingerprint a seeded sample of the training cases")
     n.add_argument("--preset", default="standard", choices=("precision", "standard", "context"),
                    help="the network preset the plan is for (its number of poolings sets the strides)")
+    e = sub.add_parser("evaluate", help="score a folder of predicted label maps against a folder of labels")
+    e.add_argument("--pred", required=True, help="folder of predicted label maps (NIfTI or PNG)")
+    e.add_argument("--labels", required=True, help="folder of reference label maps, same case names")
+    e.add_argument("--out", required=True, help="folder for metrics_per_case.csv and the summaries")
+    e.add_argument("--classes", nargs="+", default=None,
+                   help="foreground class names for labels 1..n (default: dataset.json beside the label folder)")
+    e.add_argument("--nsd-tolerance", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
     return p
+
+
+def _class_names(label_dir: str) -> list[str]:
+    """Foreground class names from the dataset.json one level above ``label_dir`` (MSD layout)."""
+    import json
+    from pathlib import Path
+
+    path = Path(label_dir).resolve().parent / "dataset.json"
+    try:
+        labels = json.loads(path.read_text())["labels"]
+        return [labels[k] for k in sorted(labels, key=int) if int(k) > 0]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PipelineError(f"{label_dir}: give --classes (no readable dataset.json with 'labels' at {path})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {len(problems)} problem(s) in {args.dataset_dir}", file=sys.stderr)
                 return 1
             print(f"{args.dataset_dir}: no problems found")
+        elif args.command == "evaluate":
+            from pipeline.evaluation.case_metrics import format_summary
+            from pipeline.evaluation.folders import evaluate_folders
+
+            summary = evaluate_folders(args.pred, args.labels, args.out, args.classes or _class_names(args.labels),
+                                       nsd_tolerance=args.nsd_tolerance)
+            print(format_summary(summary))
+            print(f"wrote metrics_per_case.csv, metrics_summary.csv/.json/.md to {args.out}")
         elif args.command == "plan":
             from pathlib import Path
 

@@ -1,7 +1,29 @@
-"""Per-case, per-class segmentation metrics (Dice, IoU, HD95 in mm) and the tables that summarise them."""
+"""Per-case, per-class segmentation metrics and the tables that summarise them.
+
+Always: Dice, IoU, HD95 (mm). With ``extended`` (evaluation): also the average symmetric surface distance (ASSD,
+mm), the normalised surface Dice (NSD) at a tolerance in mm, precision and recall. All come from MONAI's metric
+functions. Empty masks, per class (the reason in brackets):
+
+============================  =====================================  ========================================
+case                          reported                               why
+============================  =====================================  ========================================
+class absent from the label   Dice, IoU, recall, HD95, ASSD, NSD:    nothing to find: averaging a 0 or a 1
+and from the prediction       NaN; precision NaN                     would reward or punish a case that has
+                                                                     no bearing on the class
+class absent from the label,  Dice, IoU, recall, HD95, ASSD: NaN;    every predicted voxel is a false
+present in the prediction     precision 0; NSD 0                     positive; distances to an empty surface
+                                                                     are undefined
+class present in the label,   Dice 0, IoU 0, recall 0, NSD 0;        the class was missed; distances from an
+absent from the prediction    precision NaN; HD95, ASSD NaN          empty prediction are undefined (not 0)
+============================  =====================================  ========================================
+
+Summaries count only the finite values (``n`` in the tables), so a missed class shows as Dice 0 and as a smaller
+``n`` for the distances.
+"""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -9,9 +31,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+from monai.metrics import (
+    compute_average_surface_distance,
+    compute_confusion_matrix_metric,
+    compute_dice,
+    compute_hausdorff_distance,
+    compute_iou,
+    compute_surface_dice,
+    get_confusion_matrix,
+)
 
 METRICS = ("dice", "iou", "hd95")
+EXTENDED_METRICS = ("assd", "nsd", "precision", "recall")
 
 
 def spacing_of(t: torch.Tensor, spatial_dims: int) -> tuple[float, ...]:
@@ -25,33 +56,44 @@ def spacing_of(t: torch.Tensor, spatial_dims: int) -> tuple[float, ...]:
 
 def case_metrics(
     pred: torch.Tensor, label: torch.Tensor, class_names: Sequence[str], hd95: bool = True,
-    spacing: Sequence[float] | None = None,
+    spacing: Sequence[float] | None = None, extended: bool = False, nsd_tolerance: float = 2.0,
 ) -> dict[str, float]:
     """Metrics of one case from one-hot ``(C, *spatial)`` pred and label; background channel 0 is skipped.
 
-    Keys ``dice_<class>``, ``iou_<class>``, ``hd95_<class>`` (mm); NaN where the class is absent from the label
-    (and, for HD95, from the prediction).
+    Keys ``dice_<class>``, ``iou_<class>``, ``hd95_<class>`` (mm); with ``extended`` also ``assd_<class>`` (mm),
+    ``nsd_<class>`` (surface Dice at ``nsd_tolerance`` mm), ``precision_<class>`` and ``recall_<class>``. Distances
+    use ``spacing`` (mm per voxel, 1 when None). Empty masks: the module docstring's table.
     """
     p, y = pred[None].float(), label[None].float()
-    out: dict[str, float] = {}
+    mm = [float(v) for v in spacing] if spacing else None
+    values: dict[str, torch.Tensor] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dice = compute_dice(p, y, include_background=False, ignore_empty=True)[0]
-        iou = compute_iou(p, y, include_background=False, ignore_empty=True)[0]
-        hd = (
-            compute_hausdorff_distance(
-                p, y, include_background=False, percentile=95,
-                spacing=[float(v) for v in spacing] if spacing else None,
-            )[0]
-            if hd95
-            else None
-        )
-    for c, name in enumerate(class_names):
-        out[f"dice_{name}"] = float(dice[c])
-        out[f"iou_{name}"] = float(iou[c])
-        if hd is not None:
-            v = float(hd[c])
-            out[f"hd95_{name}"] = v if math.isfinite(v) else float("nan")
+        values["dice"] = compute_dice(p, y, include_background=False, ignore_empty=True)[0]
+        values["iou"] = compute_iou(p, y, include_background=False, ignore_empty=True)[0]
+        if hd95:
+            values["hd95"] = compute_hausdorff_distance(p, y, include_background=False, percentile=95, spacing=mm)[0]
+        if extended:
+            values["assd"] = compute_average_surface_distance(p, y, include_background=False, symmetric=True,
+                                                              spacing=mm)[0]
+            values["nsd"] = compute_surface_dice(p, y, [float(nsd_tolerance)] * (p.shape[1] - 1),
+                                                 include_background=False, spacing=mm)[0]
+            confusion = get_confusion_matrix(p, y, include_background=False)
+            values["precision"] = compute_confusion_matrix_metric("precision", confusion)[0]
+            values["recall"] = compute_confusion_matrix_metric("sensitivity", confusion)[0]
+    pred_empty = p[0, 1:].flatten(1).sum(1) == 0
+    label_empty = y[0, 1:].flatten(1).sum(1) == 0
+    out: dict[str, float] = {}
+    for metric, v in values.items():
+        for c, name in enumerate(class_names):
+            x = float(v[c])
+            if metric in ("hd95", "assd") and (pred_empty[c] or label_empty[c]):
+                x = float("nan")  # a distance to or from an empty surface is undefined
+            elif metric == "nsd" and label_empty[c]:
+                x = 0.0 if not pred_empty[c] else float("nan")
+            elif metric == "recall" and label_empty[c]:
+                x = float("nan")
+            out[f"{metric}_{name}"] = x if math.isfinite(x) else float("nan")
     return out
 
 
@@ -71,7 +113,7 @@ def summarise(rows: Sequence[dict[str, float | str]], keys: Sequence[str]) -> di
 
 
 def write_tables(rows: Sequence[dict], summary: dict[str, dict[str, float]], out_dir: str | Path) -> list[Path]:
-    """Write ``metrics_per_case.csv``, ``metrics_summary.csv`` and ``metrics_summary.md`` into ``out_dir``."""
+    """Write ``metrics_per_case.csv``, ``metrics_summary.csv``, ``metrics_summary.json`` and ``metrics_summary.md``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fields = list(rows[0].keys()) if rows else ["case"]
@@ -86,9 +128,12 @@ def write_tables(rows: Sequence[dict], summary: dict[str, dict[str, float]], out
         w.writerow(["metric", "mean", "std", "median", "n"])
         for k, s in summary.items():
             w.writerow([k, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['median']:.4f}", s["n"]])
+    js = out / "metrics_summary.json"
+    js.write_text(json.dumps({k: {m: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                  for m, v in s.items()} for k, s in summary.items()}, indent=2) + "\n")
     md = out / "metrics_summary.md"
     md.write_text(format_summary(summary) + "\n")
-    return [per_case, summ, md]
+    return [per_case, summ, js, md]
 
 
 def format_summary(summary: dict[str, dict[str, float]]) -> str:

@@ -1,4 +1,5 @@
-"""Ignite handler: per-case, per-class Dice / IoU / HD95 (mm) for an evaluator, as metrics and as tables.
+"""Ignite handler: per-case, per-class metrics (Dice / IoU / HD95 in mm; in evaluation also ASSD, NSD, precision,
+recall) for an evaluator, as metrics and as tables.
 
 MONAI's metric handlers report one aggregate per metric and its HausdorffDistance handler cannot read each
 case's voxel spacing, which HD95 in millimetres on resampled CT needs; this handler fills that gap.
@@ -13,7 +14,15 @@ import torch
 from ignite.engine import Engine, Events
 
 from pipeline.data.datalist import case_id
-from pipeline.evaluation.case_metrics import METRICS, case_metrics, format_summary, spacing_of, summarise, write_tables
+from pipeline.evaluation.case_metrics import (
+    EXTENDED_METRICS,
+    METRICS,
+    case_metrics,
+    format_summary,
+    spacing_of,
+    summarise,
+    write_tables,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +41,18 @@ class CaseMetricsHandler:
 
     At epoch end it puts ``<prefix>dice_<class>``, ``<prefix>iou_<class>``, ``<prefix>hd95_<class>`` (means over
     cases) into ``engine.state.metrics`` so the stats handlers attached after it log them, logs a table, and
-    writes CSV and markdown tables when ``output_dir`` is set.
+    writes CSV, JSON and markdown tables when ``output_dir`` is set. ``extended`` adds ``assd``, ``nsd`` (at
+    ``nsd_tolerance`` mm), ``precision`` and ``recall`` per class.
     """
 
     def __init__(
         self, class_names: Sequence[str], hd95: bool = True, prefix: str = "val_", output_dir: str | None = None,
+        extended: bool = False, nsd_tolerance: float = 2.0,
     ) -> None:
         self.class_names = list(class_names)
         self.hd95 = hd95
+        self.extended = extended
+        self.nsd_tolerance = float(nsd_tolerance)
         self.prefix = prefix
         self.output_dir = output_dir
         self.rows: list[dict] = []
@@ -48,6 +61,7 @@ class CaseMetricsHandler:
     @property
     def keys(self) -> list[str]:
         metrics = METRICS if self.hd95 else tuple(m for m in METRICS if m != "hd95")
+        metrics += EXTENDED_METRICS if self.extended else ()
         return [f"{m}_{c}" for m in metrics for c in self.class_names]
 
     def attach(self, engine: Engine) -> None:
@@ -69,7 +83,7 @@ class CaseMetricsHandler:
             row.update(
                 case_metrics(
                     torch.as_tensor(pred), torch.as_tensor(label), self.class_names, self.hd95,
-                    spacing_of(label, spatial_dims),
+                    spacing_of(label, spatial_dims), extended=self.extended, nsd_tolerance=self.nsd_tolerance,
                 )
             )
             self.rows.append(row)

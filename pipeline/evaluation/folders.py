@@ -1,0 +1,103 @@
+"""Score a folder of predicted label maps against a folder of reference labels, in the images' own space.
+
+Pairs are matched by case id (file name without its image extension; a ``_seg`` / ``_pred`` suffix on a prediction
+is ignored, so ``pancreas_001_seg.nii.gz`` meets ``pancreas_001.nii.gz``). Both are read with MONAI's ``LoadImage``;
+a pair whose shapes or voxel-to-world affines differ is refused in one line, since a metric between two grids that do
+not coincide measures the resampling, not the segmentation. Distances are in mm from the label's affine.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.data.datalist import case_id, image_files
+from pipeline.errors import PipelineError
+from pipeline.evaluation.case_metrics import (
+    EXTENDED_METRICS,
+    METRICS,
+    case_metrics,
+    spacing_of,
+    summarise,
+    write_tables,
+)
+
+__all__ = ["evaluate_folders"]
+
+PREDICTION_SUFFIXES = ("_seg", "_pred", "_prediction")
+
+
+def _prediction_id(path: Path) -> str:
+    cid = case_id(path)
+    for suffix in PREDICTION_SUFFIXES:
+        if cid.endswith(suffix) and len(cid) > len(suffix):
+            return cid[: -len(suffix)]
+    return cid
+
+
+def _files(folder: str | Path, what: str) -> dict[str, Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: {what} folder not found")
+    files = image_files(folder)
+    if not files:
+        raise PipelineError(f"{folder}: no image files in the {what} folder")
+    return {(_prediction_id(p) if what == "prediction" else case_id(p)): p for p in files.values()}
+
+
+def _load(path: Path):
+    from monai.transforms import LoadImage
+
+    try:
+        return LoadImage(image_only=True, ensure_channel_first=True)(str(path))
+    except Exception as e:  # noqa: BLE001 - any reader failure is one line naming the file
+        raise PipelineError(f"{path}: unreadable image ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+
+
+def _onehot(labels: torch.Tensor, n_classes: int, path: Path) -> torch.Tensor:
+    values = torch.unique(labels)
+    bad = [int(v) for v in values if v < 0 or v >= n_classes or v != torch.round(v)]
+    if bad:
+        raise PipelineError(f"{path}: label values {bad[:5]} outside 0..{n_classes - 1} (the classes given)")
+    return torch.nn.functional.one_hot(labels[0].long(), n_classes).movedim(-1, 0).float()
+
+
+def evaluate_folders(
+    pred_dir: str | Path, label_dir: str | Path, out_dir: str | Path, class_names: Sequence[str],
+    nsd_tolerance: float = 2.0, hd95: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Per-case, per-class metrics of every prediction with a label, written as tables to ``out_dir``.
+
+    ``class_names`` are the foreground classes 1..n. Returns the summary (mean, std, median, n per metric). A
+    prediction without a label, or a label without a prediction, is an error naming the case; nothing is written
+    until every pair has been checked and scored.
+    """
+    preds, labels = _files(pred_dir, "prediction"), _files(label_dir, "label")
+    missing = sorted(set(labels) - set(preds))
+    extra = sorted(set(preds) - set(labels))
+    if missing:
+        raise PipelineError(f"{pred_dir}: no prediction for case(s) {', '.join(missing[:5])} of {label_dir}")
+    if extra:
+        raise PipelineError(f"{label_dir}: no label for prediction(s) {', '.join(extra[:5])} in {pred_dir}")
+    n_classes = len(class_names) + 1
+    rows = []
+    for cid in sorted(labels):
+        label, pred = _load(labels[cid]), _load(preds[cid])
+        if tuple(label.shape[1:]) != tuple(pred.shape[1:]):
+            raise PipelineError(f"{preds[cid]}: shape {tuple(pred.shape[1:])} differs from its label's "
+                                f"{tuple(label.shape[1:])} ({labels[cid]})")
+        if not np.allclose(np.asarray(label.affine), np.asarray(pred.affine), atol=1e-3):
+            raise PipelineError(f"{preds[cid]}: affine differs from its label's ({labels[cid]}); predictions must be "
+                                "in the label's space")
+        spatial_dims = label.ndim - 1
+        row: dict = {"case": cid}
+        row.update(case_metrics(_onehot(pred, n_classes, preds[cid]), _onehot(label, n_classes, labels[cid]),
+                                class_names, hd95, spacing_of(label, spatial_dims), extended=True,
+                                nsd_tolerance=nsd_tolerance))
+        rows.append(row)
+    metrics = (METRICS if hd95 else tuple(m for m in METRICS if m != "hd95")) + EXTENDED_METRICS
+    summary = summarise(rows, [f"{m}_{c}" for m in metrics for c in class_names])
+    write_tables(rows, summary, out_dir)
+    return summary

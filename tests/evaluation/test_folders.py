@@ -1,0 +1,72 @@
+"""Scoring a folder of predictions against a folder of labels: pairing, geometry checks, tables."""
+import csv
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.evaluation.folders import evaluate_folders
+from tests.bundles_util import REPO
+
+AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
+
+
+def _write(path, array, affine=AFFINE):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array.astype(np.uint8), affine), str(path))
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    label = np.zeros((20, 20, 8), np.uint8)
+    label[5:15, 5:15, 2:6] = 1
+    label[8:10, 8:10, 3:5] = 2
+    pred = label.copy()
+    pred[5:15, 5:10, 2:6][pred[5:15, 5:10, 2:6] == 1] = 0  # half of the organ missed (tumour kept)
+    _write(tmp_path / "labels" / "case_a.nii.gz", label)
+    _write(tmp_path / "pred" / "case_a_seg.nii.gz", pred)  # the _seg suffix is matched to case_a
+    empty = np.zeros_like(label)
+    _write(tmp_path / "labels" / "case_b.nii.gz", label)
+    _write(tmp_path / "pred" / "case_b.nii.gz", empty)  # nothing predicted
+    return tmp_path
+
+
+def test_folders_are_scored_per_case_and_class(folders):
+    summary = evaluate_folders(folders / "pred", folders / "labels", folders / "out", ["organ", "tumour"])
+    rows = {r["case"]: r for r in csv.DictReader((folders / "out" / "metrics_per_case.csv").open())}
+    organ_label = 10 * 10 * 4 - 2 * 2 * 2  # voxels of class 1 (the tumour is inside the organ)
+    kept = 10 * 5 * 4  # the half without the tumour (columns 10-14)
+    assert float(rows["case_a"]["recall_organ"]) == pytest.approx(kept / organ_label)
+    assert float(rows["case_a"]["precision_organ"]) == 1.0 and float(rows["case_a"]["dice_tumour"]) == 1.0
+    assert float(rows["case_b"]["dice_organ"]) == 0.0 and rows["case_b"]["hd95_organ"] == "nan"
+    assert summary["dice_organ"]["n"] == 2 and summary["hd95_organ"]["n"] == 1  # the missed case has no distance
+    data = json.loads((folders / "out" / "metrics_summary.json").read_text())
+    assert set(data) >= {"nsd_organ", "assd_tumour", "precision_tumour", "recall_organ"}
+
+
+def test_a_prediction_in_another_grid_or_a_missing_case_is_refused_before_writing(folders):
+    _write(folders / "pred" / "case_b.nii.gz", np.zeros((20, 20, 8)), affine=np.diag([1.0, 0.8, 2.5, 1.0]))
+    with pytest.raises(PipelineError, match="case_b.nii.gz: affine differs"):
+        evaluate_folders(folders / "pred", folders / "labels", folders / "out", ["organ", "tumour"])
+    (folders / "pred" / "case_b.nii.gz").unlink()
+    with pytest.raises(PipelineError, match="no prediction for case"):
+        evaluate_folders(folders / "pred", folders / "labels", folders / "out", ["organ", "tumour"])
+    assert not (folders / "out").exists()
+
+
+def test_evaluate_command_reads_class_names_from_dataset_json(folders):
+    (folders / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "organ", "2": "tumour"}}))
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--pred", str(folders / "pred"), "--labels",
+                           str(folders / "labels"), "--out", str(folders / "out")], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "dice_organ" in proc.stdout and (folders / "out" / "metrics_summary.md").is_file()
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--pred", str(folders / "nowhere"),
+                           "--labels", str(folders / "labels"), "--out", str(folders / "out2")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "prediction folder not found" in proc.stderr and not (folders / "out2").exists()
