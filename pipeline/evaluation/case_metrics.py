@@ -97,6 +97,12 @@ def case_metrics(
     return out
 
 
+def metric_keys(class_names: Sequence[str], hd95: bool = True, extended: bool = False) -> list[str]:
+    """``<metric>_<class>`` keys that ``case_metrics`` returns for these options, metric by metric."""
+    metrics = tuple(m for m in METRICS if hd95 or m != "hd95") + (EXTENDED_METRICS if extended else ())
+    return [f"{m}_{c}" for m in metrics for c in class_names]
+
+
 def summarise(rows: Sequence[dict[str, float | str]], keys: Sequence[str]) -> dict[str, dict[str, float]]:
     """Mean, std, median and count (non-NaN cases) of each metric key over the cases."""
     summary = {}

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.networks import one_hot
 
 from pipeline.data.datalist import case_id, image_files
 from pipeline.errors import PipelineError
 from pipeline.evaluation.case_metrics import (
-    EXTENDED_METRICS,
-    METRICS,
     case_metrics,
+    metric_keys,
     spacing_of,
     summarise,
     write_tables,
@@ -61,7 +61,7 @@ def _onehot(labels: torch.Tensor, n_classes: int, path: Path) -> torch.Tensor:
     bad = [int(v) for v in values if v < 0 or v >= n_classes or v != torch.round(v)]
     if bad:
         raise PipelineError(f"{path}: label values {bad[:5]} outside 0..{n_classes - 1} (the classes given)")
-    return torch.nn.functional.one_hot(labels[0].long(), n_classes).movedim(-1, 0).float()
+    return one_hot(labels[None].long(), n_classes)[0].float()
 
 
 def evaluate_folders(
@@ -97,7 +97,6 @@ def evaluate_folders(
                                 class_names, hd95, spacing_of(label, spatial_dims), extended=True,
                                 nsd_tolerance=nsd_tolerance))
         rows.append(row)
-    metrics = (METRICS if hd95 else tuple(m for m in METRICS if m != "hd95")) + EXTENDED_METRICS
-    summary = summarise(rows, [f"{m}_{c}" for m in metrics for c in class_names])
+    summary = summarise(rows, metric_keys(class_names, hd95, extended=True))
     write_tables(rows, summary, out_dir)
     return summary

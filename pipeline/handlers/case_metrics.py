@@ -15,10 +15,9 @@ from ignite.engine import Engine, Events
 
 from pipeline.data.datalist import case_id
 from pipeline.evaluation.case_metrics import (
-    EXTENDED_METRICS,
-    METRICS,
     case_metrics,
     format_summary,
+    metric_keys,
     spacing_of,
     summarise,
     write_tables,
@@ -60,9 +59,7 @@ class CaseMetricsHandler:
 
     @property
     def keys(self) -> list[str]:
-        metrics = METRICS if self.hd95 else tuple(m for m in METRICS if m != "hd95")
-        metrics += EXTENDED_METRICS if self.extended else ()
-        return [f"{m}_{c}" for m in metrics for c in self.class_names]
+        return metric_keys(self.class_names, self.hd95, self.extended)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
