@@ -1,5 +1,5 @@
 """``python -m pipeline <command>``: the jobs that are not a bundle run (make data, check a data set, plan,
-score a folder of predictions)."""
+score a folder of predictions), and ``predict``, an alias that runs a bundle's inference.json."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing generated set")
+    s.add_argument("--variant", default="shapes", choices=("shapes", "context", "precision"),
+                   help="shapes (default, the report's), context (outlines only) or precision (small, thin, touching)")
     c = sub.add_parser("make-pancreas", help="generate abdominal CT phantoms in the MSD Task07 Pancreas layout")
     c.add_argument("--out", required=True, help="output folder (refused if it already holds a data set)")
     c.add_argument("--n", type=int, default=20, help="number of training cases (default 20)")
@@ -42,6 +44,27 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", nargs="+", default=None,
                    help="foreground class names for labels 1..n (default: dataset.json beside the label folder)")
     e.add_argument("--nsd-tolerance", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
+    r = sub.add_parser("predict", help="segment scans with a bundle's inference.json (nnU-Net-style alias)")
+    r.add_argument("-i", "--input", required=True, help="an image file, a folder of images or a DICOM series folder")
+    r.add_argument("-o", "--output", required=True, help="folder for the label maps (and probabilities/attention)")
+    r.add_argument("--bundle", default="attn_unet", choices=("attn_unet", "unet"), help="default attn_unet")
+    r.add_argument("--ckpt", nargs="+", default=None,
+                   help="checkpoint folder(s) or model file(s) (model.pt / model.ts); several = an ensemble")
+    r.add_argument("--tta", action="store_true", help="flip test-time augmentation (2^dims passes)")
+    r.add_argument("--save-probabilities", action="store_true", help="also write the softmax probabilities")
+    r.add_argument("--save-attention", action="store_true", help="also write the attention maps (AttentionUNet)")
+    r.add_argument("--series-uid", default=None, help="DICOM: the SeriesInstanceUID to segment (default: most slices)")
+    r.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
+    r.add_argument("--config", nargs="+", default=(), metavar="FILE",
+                   help="data fragment(s) the checkpoint was trained with, if not the bundle's default")
+    t = sub.add_parser("study", help="the context-vs-precision study: models x data variants x seeds, ablations, 3D")
+    t.add_argument("--out", required=True, help="results folder (runs.csv, results.md, plots); rerun to resume")
+    t.add_argument("--quick", action="store_true", help="tiny data, 1 seed, 1 epoch: checks the machinery")
+    t.add_argument("--work", default=None, help="data, checkpoints, predictions and logs (default OUT/work)")
+    t.add_argument("--parts", nargs="+", default=("2d", "ablation", "3d"), choices=("2d", "ablation", "3d"))
+    t.add_argument("--dry-run", action="store_true", help="list the runs still to train and stop")
+    t.add_argument("--keep-checkpoints", action="store_true", help="keep every run's model.pt (default: deleted "
+                   "once its predictions are written)")
     return p
 
 
@@ -65,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "make-shapes":
-            from pipeline.data.shapes2d import make_shapes
+            from pipeline.data.shapes_variants import make_shape_variant
 
-            out = make_shapes(args.out, n=args.n, seed=args.seed, size=args.size, overwrite=args.overwrite)
+            out = make_shape_variant(args.out, args.variant, n=args.n, seed=args.seed, size=args.size,
+                                     overwrite=args.overwrite)
             print(f"wrote {args.n} shape images to {out}")
         elif args.command == "make-pancreas":
             from pipeline.data.phantom import make_pancreas_dataset
@@ -94,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                                        nsd_tolerance=args.nsd_tolerance)
             print(format_summary(summary))
             print(f"wrote metrics_per_case.csv, metrics_summary.csv/.json/.md to {args.out}")
+        elif args.command == "predict":
+            from pipeline.inference.cli import predict
+
+            return predict(args)
         elif args.command == "plan":
             from pathlib import Path
 
@@ -105,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
             out = write_plan(plan, args.out or Path("plans") / f"{Path(args.dataset_dir).resolve().name}.json")
             print(format_plan(plan))
             print(f"wrote the plan to {out}")
+        elif args.command == "study":
+            from pipeline.study import run_study
+
+            try:
+                run_study(args.out, quick=args.quick, work=args.work, parts=tuple(args.parts), dry_run=args.dry_run,
+                          keep_checkpoints=args.keep_checkpoints)
+            except KeyboardInterrupt:
+                print("interrupted: the finished runs are in runs.csv; rerun the same command to resume",
+                      file=sys.stderr)
+                return 130
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

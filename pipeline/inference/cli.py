@@ -1,0 +1,68 @@
+"""``python -m pipeline predict -i IN -o OUT``: an nnU-Net-style alias that only runs a bundle's inference.json.
+
+It translates its flags into the bundle's keys, prints the equivalent ``python -m monai.bundle run`` command, and runs
+it as a child process from the repository root (the bundles name their fragments by paths relative to it), so the
+bundle stays the one place where inference is defined.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _checkpoints(paths: list[str]) -> tuple[str | list[str], str | None]:
+    """(ckpt_dir: one folder or a list, model_file or None) from folders or model files given by the user."""
+    dirs, files = [], set()
+    for p in paths:
+        path = Path(p).expanduser().resolve()
+        if path.is_file():
+            dirs.append(str(path.parent))
+            files.add(path.name)
+        else:
+            dirs.append(str(path))
+    if len(files) > 1:
+        raise PipelineError(f"--ckpt: the model files must share one name (got {', '.join(sorted(files))})")
+    return (dirs[0] if len(dirs) == 1 else dirs), (files.pop() if files else None)
+
+
+def bundle_command(args: argparse.Namespace) -> list[str]:
+    """The ``python -m monai.bundle run`` command line that ``predict`` stands for."""
+    configs = [f"bundles/{args.bundle}/inference.json", *args.config]
+    output = str(Path(args.output).expanduser().resolve())
+    keys: dict[str, object] = {"input": str(Path(args.input).expanduser().resolve()), "output_dir": output,
+                               "pred_dir": output}
+    if args.ckpt:
+        keys["ckpt_dir"], model_file = _checkpoints(args.ckpt)
+        if model_file:
+            keys["model_file"] = model_file
+    if args.tta:
+        keys["tta"] = True
+    if args.save_probabilities:
+        keys["save_probabilities"] = True
+    if args.save_attention:
+        keys["save_attention"] = True
+    if args.series_uid:
+        keys["series_uid"] = args.series_uid
+    if args.device:
+        keys["device"] = args.device
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs)]
+    for key, value in keys.items():
+        cmd += [f"--{key}", repr(value)]  # quoted: the bundle's parser reads literals (a UID "1.2" stays a string)
+    return cmd
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Run the bundle's inference; its exit status is returned (its own one-line error on bad input)."""
+    cmd = bundle_command(args)
+    print("running: " + " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), flush=True)
+    return subprocess.run(cmd, cwd=REPO).returncode
+
+
+__all__ = ["bundle_command", "predict"]

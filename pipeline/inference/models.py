@@ -1,0 +1,215 @@
+"""The network(s) inference runs: one checkpoint folder or several (an ensemble, e.g. the folds of ``--num_folds``),
+each from ``model.pt`` or a TorchScript file, wrapped so that one call gives the averaged softmax probabilities
+(over checkpoints and, with test-time augmentation, over flips) and, on request, the attention maps.
+
+MONAI's ``CheckpointLoader`` loads one state dict into one network when the engine starts and reports a bad file
+with a traceback; here every checkpoint is loaded and checked before the first case is read, so a corrupt file or
+weights of another network stop the run with one line and nothing written. MONAI has no ensemble-with-flips
+network wrapper for sliding-window use (its ``TestTimeAugmentation`` inverts random transforms on whole volumes);
+``EnsembleNetwork`` runs inside the sliding window, per patch, as nnU-Net does.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.data.datalist import short_error
+from pipeline.engines.model_config import FILENAME, POSTPROCESSING_KEYS, network_from_config, read_model_config
+from pipeline.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+# what every member of an ensemble must share: the data they take and the classes they give
+SHARED_KEYS = ("spatial_dims", "in_channels", "out_channels", "class_names", "data")
+
+
+def checkpoint_dirs(ckpt_dir: str | Path | Sequence[str | Path]) -> list[str]:
+    """``ckpt_dir`` as a list of folders: one folder, or a list of them (an ensemble)."""
+    dirs = [ckpt_dir] if isinstance(ckpt_dir, (str, Path)) else list(ckpt_dir or [])
+    if not dirs:
+        raise PipelineError("ckpt_dir is empty: give a checkpoint folder or a list of them")
+    return [str(d) for d in dirs]
+
+
+def _shared(config: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: config.get(k) for k in SHARED_KEYS}
+    if isinstance(out["data"], Mapping):
+        out["data"] = {k: v for k, v in out["data"].items() if k not in POSTPROCESSING_KEYS}
+    return out
+
+
+def ensemble_model_config(ckpt_dirs: Sequence[str | Path]) -> dict[str, Any]:
+    """The ``model_config.json`` of the first checkpoint folder, after checking that every other folder's network
+    takes the same data (dims, channels, preprocessing state) and gives the same classes."""
+    configs = [read_model_config(d) for d in ckpt_dirs]
+    first = _shared(configs[0])
+    for d, config in zip(ckpt_dirs[1:], configs[1:]):
+        other = _shared(config)
+        for key in SHARED_KEYS:
+            if other[key] != first[key]:
+                raise PipelineError(
+                    f"{Path(d) / FILENAME}: {key} = {other[key]} differs from {first[key]} in "
+                    f"{Path(ckpt_dirs[0]) / FILENAME}: an ensemble's checkpoints must take the same data and give "
+                    "the same classes"
+                )
+    return configs[0]
+
+
+def check_data_fragment(ckpt_dirs: Sequence[str | Path], spatial_dims: int, data_state: Mapping[str, Any]) -> None:
+    """Refuse (one line) a checkpoint trained on another kind of data than this config's data fragment
+    (2D vs 3D, or another set of learnt preprocessing values): its network and preprocessing would not fit."""
+    for d in ckpt_dirs:
+        config = read_model_config(d)
+        path = Path(d) / FILENAME
+        saved_dims, saved_keys = config.get("spatial_dims"), set(config.get("data") or {})
+        if saved_dims != spatial_dims or saved_keys != set(data_state):
+            net = str((config.get("network") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
+            raise PipelineError(
+                f"{path}: a {saved_dims}D {net} checkpoint trained with data keys {sorted(saved_keys) or 'none'}, but "
+                f"this inference config's data fragment is {spatial_dims}D with {sorted(data_state) or 'none'}: use the "
+                "bundle that trained it, or add its data fragment (e.g. configs/data/shapes2d.json) to --config_file"
+            )
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch/pickle/zip raise many types for a damaged file
+        raise PipelineError(f"{path}: unreadable checkpoint ({short_error(e)})") from None
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]  # a CheckpointSaver file holding several objects
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PipelineError(f"{path}: not a network state dict (expected the model.pt that training writes)")
+    return dict(state)
+
+
+def load_network(ckpt_dir: str | Path, model_file: str = "model.pt", device: str | torch.device = "cpu") -> nn.Module:
+    """The network of one checkpoint folder in eval mode on ``device``: ``model_config.json``'s class with the
+    weights of ``model_file`` (a state dict), or a TorchScript file (``*.ts``, e.g. from ``ckpt_export``)."""
+    path = Path(ckpt_dir) / model_file
+    if not path.is_file():
+        raise PipelineError(f"{path}: checkpoint not found (train the bundle first, or set --ckpt_dir/--model_file)")
+    if path.suffix == ".ts":
+        try:
+            net = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:  # noqa: BLE001
+            raise PipelineError(f"{path}: unreadable TorchScript file ({short_error(e)})") from None
+        return net.eval().to(device)
+    config = read_model_config(ckpt_dir)
+    net = network_from_config(config)
+    state = _state_dict(path)
+    ours = net.state_dict()
+    missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    wrong = [k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{n} {what} (e.g. {keys[0]})"
+            for n, what, keys in ((len(missing), "missing", missing), (len(unexpected), "unexpected", unexpected),
+                                  (len(wrong), "of another shape", wrong))
+            if n
+        )
+        raise PipelineError(
+            f"{path}: holds the weights of another network than the {type(net).__name__} that "
+            f"{Path(ckpt_dir) / FILENAME} describes ({detail})"
+        )
+    net.load_state_dict(state)
+    return net.eval().to(device)
+
+
+def load_networks(
+    ckpt_dirs: Sequence[str | Path], model_file: str = "model.pt", device: str | torch.device = "cpu"
+) -> list[nn.Module]:
+    """``load_network`` for each checkpoint folder (all of them checked before any is used)."""
+    nets = [load_network(d, model_file, device) for d in ckpt_dirs]
+    for d, net in zip(ckpt_dirs, nets):
+        logger.info("network %s from %s", type(net).__name__, Path(d) / model_file)
+    if len(nets) > 1:
+        logger.info("ensemble of %d checkpoints: their softmax probabilities are averaged", len(nets))
+    return nets
+
+
+def flip_sets(spatial_dims: int, axes: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Every subset of the spatial ``axes`` (default all), as tensor dims of a (B, C, *S) batch: the mirrorings
+    of flip test-time augmentation, the identity ``()`` first (8 passes in 3D, 4 in 2D)."""
+    axes = list(range(spatial_dims)) if axes is None else sorted(set(int(a) for a in axes))
+    bad = [a for a in axes if not 0 <= a < spatial_dims]
+    if bad:
+        raise PipelineError(f"tta_axes {bad}: spatial axes are 0..{spatial_dims - 1}")
+    dims = [a + 2 for a in axes]
+    return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
+
+
+class EnsembleNetwork(nn.Module):
+    """Averaged softmax of ``networks`` over the ``flips`` (TTA mirrorings; ``[()]`` = none), foreground classes
+    only, followed by the attention maps if ``attention`` (one channel per gated level, resampled to the input).
+
+    Input ``(B, in_channels, *S)``; output ``(B, out_channels - 1 + n_levels, *S)`` float32. The background channel
+    is left out on purpose: it is ``1 - sum(foreground)``, restored after resampling to the scan's grid, which
+    spares resampling one channel and makes whatever lies outside the network's crop background.
+    """
+
+    def __init__(
+        self, networks: Sequence[nn.Module], spatial_dims: int, flips: Sequence[Sequence[int]] = ((),),
+        attention: bool = False,
+    ) -> None:
+        super().__init__()
+        self.networks = nn.ModuleList(networks)
+        self.spatial_dims = spatial_dims
+        self.flips = [tuple(f) for f in flips] or [()]
+        self.attention = attention
+        self.levels: list[int] = []
+        if attention:
+            levels = [tuple(getattr(n, "attention_levels", ()) or ()) for n in networks]
+            if not levels[0] or any(lv != levels[0] for lv in levels):
+                kinds = ", ".join(sorted({type(n).__name__ for n in networks}))
+                raise PipelineError(
+                    f"save_attention: the network(s) ({kinds}) have no attention gates, or not the same gated levels "
+                    "(TorchScript files do not expose attention maps: use model.pt)"
+                )
+            self.levels = list(levels[0])
+
+    def _attention(self, net: nn.Module, size: Sequence[int]) -> torch.Tensor:
+        """The gated levels' coefficients of the last forward pass, up-sampled to ``size`` and stacked as channels."""
+        mode = "trilinear" if self.spatial_dims == 3 else "bilinear"
+        maps = []
+        for level in self.levels:
+            alpha = net.attention_maps[level].float()
+            # level l's grid is ceil(S / f) for its pooling factor f: up-sample by f and crop to S
+            factor = [-(-s // a) for s, a in zip(size, alpha.shape[2:])]
+            up = nn.functional.interpolate(alpha, scale_factor=factor, mode=mode, align_corners=False)
+            maps.append(up[(..., *[slice(0, s) for s in size])])
+        return torch.cat(maps, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        total: torch.Tensor | None = None
+        for net in self.networks:
+            for flip in self.flips:
+                out = net(torch.flip(x, flip) if flip else x)
+                if isinstance(out, (list, tuple)):  # deep supervision in train mode; eval gives the full output
+                    out = out[0]
+                parts = [torch.softmax(out.float(), dim=1)[:, 1:]]
+                if self.attention:
+                    parts.append(self._attention(net, size))
+                y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+                y = torch.flip(y, flip) if flip else y
+                total = y if total is None else total.add_(y)
+        assert total is not None
+        return total.div_(len(self.networks) * len(self.flips))
+
+
+__all__ = [
+    "EnsembleNetwork",
+    "check_data_fragment",
+    "checkpoint_dirs",
+    "ensemble_model_config",
+    "flip_sets",
+    "load_network",
+    "load_networks",
+]

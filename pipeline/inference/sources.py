@@ -1,0 +1,220 @@
+"""What to segment: one image file, a folder of image files, or a DICOM series folder, checked before anything runs.
+
+MONAI reads DICOM series with ``ITKReader`` (needs the ``itk`` package) or ``PydicomReader`` (needs ``pydicom``);
+neither is a dependency here, while SimpleITK is. ``SimpleITKReader`` is a MONAI ``ImageReader`` on SimpleITK for
+DICOM series folders and MetaImage/NRRD files, so ``LoadImaged`` reads them like NIfTI files and the geometry
+(direction, spacing, origin, as SimpleITK reads it) ends up in the MetaTensor's RAS affine, which ``Invertd`` and
+``SaveImaged`` then use to write the label map on the scan's own grid. A folder with several series: the one with
+the most slices is used unless ``series_uid`` names another, and the log says which.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import ImageReader
+from monai.transforms import LoadImaged
+from monai.utils import MetaKeys, SpaceKeys
+
+from pipeline.data.datalist import (
+    ITK_EXTENSIONS,
+    NIFTI_EXTENSIONS,
+    PIL_EXTENSIONS,
+    SINGLE_CHANNEL_MODES,
+    image_files,
+    read_header,
+)
+from pipeline.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def dicom_series(folder: str | Path) -> dict[str, list[str]]:
+    """SeriesInstanceUID -> sorted slice files of every DICOM series GDCM can read in ``folder`` (not recursive)."""
+    import SimpleITK as sitk
+
+    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in uids}
+
+
+def select_series(folder: str | Path, series_uid: str | None = None, log: bool = False) -> tuple[str, list[str]]:
+    """The series to read from a DICOM folder: ``series_uid`` if given, else the one with the most slices.
+
+    A folder without a readable series, or a ``series_uid`` it does not hold, is a one-line PipelineError.
+    """
+    series = dicom_series(folder)
+    if not series:
+        n = sum(1 for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+        raise PipelineError(
+            f"{folder}: no readable DICOM series and no image files ({n} file(s), none a DICOM image that GDCM "
+            f"can read; image files end in {', '.join(NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS)})"
+        )
+    if series_uid:
+        if series_uid not in series:
+            raise PipelineError(
+                f"{folder}: no DICOM series with SeriesInstanceUID {series_uid}; it holds {', '.join(sorted(series))}"
+            )
+        uid = series_uid
+    else:
+        uid = max(sorted(series), key=lambda u: len(series[u]))  # most slices; ties: the smallest UID
+    if log:
+        others = [f"{u} ({len(series[u])} slices)" for u in sorted(series) if u != uid]
+        logger.info(
+            "%s: DICOM series %s (%d slices)%s", folder, uid, len(series[uid]),
+            f"; also in the folder: {', '.join(others)} (choose with --series_uid)" if others else "",
+        )
+    return uid, series[uid]
+
+
+def sitk_affine(image: Any) -> np.ndarray:
+    """The RAS voxel-to-world affine (NIfTI convention) of a SimpleITK image (LPS direction, spacing, origin)."""
+    ndim = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(ndim, ndim)
+    affine = np.eye(4)
+    affine[:ndim, :ndim] = direction * np.asarray(image.GetSpacing(), dtype=np.float64)[None, :]
+    affine[:ndim, 3] = image.GetOrigin()
+    return _LPS_TO_RAS @ affine
+
+
+class SimpleITKReader(ImageReader):
+    """MONAI ImageReader on SimpleITK: DICOM series folders (``series_uid`` or the largest series) and
+    MetaImage/NRRD files. Arrays come in ITK index order (i, j, k), the affine in RAS, as NibabelReader gives them.
+    """
+
+    def __init__(self, series_uid: str | None = None) -> None:
+        super().__init__()
+        self.series_uid = series_uid or None
+
+    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
+        """A single folder (DICOM series) or a MetaImage/NRRD file."""
+        names = [str(f) for f in (filename if isinstance(filename, (list, tuple)) else [filename])]
+        return len(names) == 1 and (Path(names[0]).is_dir() or names[0].lower().endswith(ITK_EXTENSIONS))
+
+    def read(self, data: Sequence[str] | str, **kwargs: Any) -> Any:
+        """Read the series (folder) or file with SimpleITK; one-line PipelineError if it cannot be read."""
+        import SimpleITK as sitk
+
+        path = str(data[0] if isinstance(data, (list, tuple)) else data)
+        try:
+            if Path(path).is_dir():
+                _, files = select_series(path, self.series_uid)
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames(files)
+                return reader.Execute()
+            return sitk.ReadImage(path)
+        except RuntimeError as e:  # SimpleITK's errors are RuntimeErrors with a multi-line ITK message
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            raise PipelineError(f"{path}: unreadable by SimpleITK ({lines[-1] if lines else e})") from None
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        """(array in i, j, k order with components last, meta dict with the RAS affine and spatial shape)."""
+        import SimpleITK as sitk
+
+        array = sitk.GetArrayFromImage(img)  # (k, j, i[, components])
+        ndim = img.GetDimension()
+        array = np.transpose(array, tuple(range(ndim))[::-1] + tuple(range(ndim, array.ndim)))
+        affine = sitk_affine(img)
+        if ndim == 2:  # keep MONAI's 2D affine shape (3x3)
+            affine = affine[[0, 1, 3]][:, [0, 1, 3]]
+        meta = {
+            MetaKeys.AFFINE: affine,
+            MetaKeys.ORIGINAL_AFFINE: affine.copy(),
+            MetaKeys.SPATIAL_SHAPE: np.asarray(img.GetSize()),
+            MetaKeys.SPACE: SpaceKeys.RAS,
+            MetaKeys.ORIGINAL_CHANNEL_DIM: -1 if img.GetNumberOfComponentsPerPixel() > 1 else float("nan"),
+            "spacing": np.asarray(img.GetSpacing()),
+        }
+        return array, meta
+
+
+class LoadScand(LoadImaged):
+    """``LoadImaged`` that also reads DICOM series folders and MetaImage/NRRD files (``SimpleITKReader``, tried
+    first for those; NIfTI and PNG keep MONAI's own readers)."""
+
+    def __init__(self, keys: Any, series_uid: str | None = None, **kwargs: Any) -> None:
+        super().__init__(keys, **kwargs)
+        self.register(SimpleITKReader(series_uid))
+
+
+def _layout(path: Path, series_uid: str | None) -> tuple[int, int, tuple[int, ...]]:
+    """(spatial dims, channels, shape) of an input from its header only; PipelineError if unreadable."""
+    if path.is_dir():
+        import SimpleITK as sitk
+
+        _, files = select_series(path, series_uid)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise PipelineError(f"{files[0]}: unreadable DICOM slice") from None
+        size = tuple(int(s) for s in reader.GetSize()[:2]) + (len(files),)
+        return 3, int(reader.GetNumberOfComponents()), size
+    header = read_header(path)  # readable, not truncated
+    name = path.name.lower()
+    if name.endswith(NIFTI_EXTENSIONS):
+        import nibabel as nib
+
+        shape = tuple(int(s) for s in nib.load(str(path)).shape)
+        spatial = min(len(shape), 3)
+        return spatial, int(np.prod(shape[3:], dtype=np.int64)) if len(shape) > 3 else 1, shape
+    if name.endswith(PIL_EXTENSIONS):
+        channels = 1 if header.mode in SINGLE_CHANNEL_MODES else len(header.mode or "x")
+        return 2, channels, header.spatial_shape
+    return len(header.spatial_shape), int(np.prod(header.extra_shape or (1,))), header.spatial_shape
+
+
+def check_layout(path: str | Path, spatial_dims: int, channels: int, series_uid: str | None = None) -> None:
+    """Refuse (one line naming the file) an input whose header says it is not a ``spatial_dims``-D image with
+    ``channels`` channels, e.g. a 4D series or a 2D slice given to a 3D network."""
+    path = Path(path)
+    dims, chans, shape = _layout(path, series_uid)
+    if dims == spatial_dims and chans == channels:
+        return
+    what = f"a {dims}D image" + (f" with {chans} channels or time points" if chans != 1 else "")
+    raise PipelineError(
+        f"{path}: {what} (shape {shape}), but the checkpoint's network takes {spatial_dims}D images with "
+        f"{channels} channel{'s' if channels != 1 else ''}"
+    )
+
+
+def inference_inputs(
+    source: str | Path, spatial_dims: int, channels: int = 1, series_uid: str | None = None
+) -> list[dict[str, str]]:
+    """The cases to segment, ``[{"image": path}]``: an image file, every image file in a folder, or a folder's
+    DICOM series. Every input's header is checked first, so bad input stops the run before anything is written."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise PipelineError(f"{path}: input not found (give an image file, a folder of images or a DICOM folder)")
+    if path.is_file():
+        if not path.name.lower().endswith(NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS):
+            raise PipelineError(
+                f"{path}: not an image file this pipeline reads ({', '.join(NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS)}"
+                "); for DICOM give the folder that holds the series"
+            )
+        files = [path]
+    else:
+        files = [p for p in image_files(path).values() if p.is_file()]
+        if not files:
+            select_series(path, series_uid, log=True)
+            files = [path]
+    for f in files:
+        check_layout(f, spatial_dims, channels, series_uid)
+    logger.info("inference input %s: %d case(s)", path, len(files))
+    return [{"image": str(f.resolve())} for f in files]
+
+
+__all__ = [
+    "LoadScand",
+    "SimpleITKReader",
+    "check_layout",
+    "dicom_series",
+    "inference_inputs",
+    "select_series",
+    "sitk_affine",
+]
