@@ -50,6 +50,10 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     "lr_6e3_70ep": {"learning_rate": 0.006, "epochs": 70},
     # the planned default with the epochs that still fit the user's 15 minutes (the fresh-clone run took 742 s)
     "epochs_60": {"epochs": 60},
+    # the plan's intensity normalisation, recorded but not followed by default: its CT window (the foreground's
+    # 0.5/99.5 HU percentiles, much narrower than the soft-tissue window) or nnU-Net's clip + z-score
+    "plan_window": {"epochs": 60, "hu_window": "$@plan['intensity']['hu_window']"},
+    "zscore": {"epochs": 60, "intensity_mode": "zscore"},
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
     # foreground component kept (removes far false positives); measured on the hand-set grid

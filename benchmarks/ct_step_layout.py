@@ -1,0 +1,122 @@
+"""Where the CT recipe's compute goes, and whether channels-last memory pays (issue 14, "How").
+
+The default attn_unet network (the planned CT recipe: standard preset, width 16, strides [[2,2,1],[2,2,2],[2,2,2]],
+deep supervision) timed in the bundle's precision (bfloat16 autocast on a CPU that runs it natively), interleaved
+so that a shared, noisy machine slows every variant alike:
+
+- train step (forward + deep-supervised DiceCE + backward + AdamW) on a batch of 4 crops 64x64x32 (2 cases x 2
+  crops, the recipe's batch), in contiguous (NCDHW) and channels-last-3d (NDHWC) memory format;
+- validation forward passes of one resampled validation phantom (about 177 x 139 x 43 voxels) through the sliding
+  window, with the training patch as window and with larger windows (fewer windows, less overlap recomputed).
+
+    python benchmarks/ct_step_layout.py [--repeats 5] [--out benchmarks/results/ct_step_layout.md]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from monai.inferers import SlidingWindowInferer
+from monai.losses import DeepSupervisionLoss, DiceCELoss
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine_header, quoted_argv  # noqa: E402
+
+from pipeline.engines import resolve_precision  # noqa: E402
+from pipeline.networks import AttentionUNet  # noqa: E402
+
+STRIDES = [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
+PATCH = (64, 64, 32)
+VOLUME = (177, 139, 43)
+
+
+def network(channels_last: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = AttentionUNet(3, 1, 3, preset="standard", base_width=16, strides=STRIDES, deep_supervision=True,
+                        num_side_outputs=2)
+    return net.to(memory_format=torch.channels_last_3d) if channels_last else net
+
+
+def train_step_seconds(net: torch.nn.Module, channels_last: bool, dtype: torch.dtype | None) -> float:
+    """One timed train step after the batch is built (the data are not part of the time)."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 1, *PATCH, generator=gen)
+    y = torch.randint(0, 3, (4, 1, *PATCH), generator=gen).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    loss_fn = DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True), weight_mode="exp")
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    net.train()
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = net(x)
+        loss = loss_fn([o.float() for o in out], y)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def validation_seconds(net: torch.nn.Module, roi: tuple[int, int, int], dtype: torch.dtype | None) -> float:
+    x = torch.randn(1, 1, *VOLUME, generator=torch.Generator().manual_seed(2))
+    inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=4, overlap=0.25, mode="gaussian")
+    net.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        inferer(x, net)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(REPO / "benchmarks/results/ct_step_layout.md"))
+    args = ap.parse_args()
+    precision = resolve_precision("auto", "cpu")
+    dtype = precision.dtype if precision.autocast else None
+    nets = {cl: network(cl) for cl in (False, True)}
+    rois = [PATCH, (96, 96, 32), (128, 128, 48)]
+    for cl in (False, True):  # warm-up (one-off allocations, oneDNN primitive creation)
+        train_step_seconds(nets[cl], cl, dtype)
+    for roi in rois:
+        validation_seconds(nets[False], roi, dtype)
+    steps: dict[str, list[float]] = {"contiguous": [], "channels_last_3d": []}
+    vals: dict[tuple, list[float]] = {roi: [] for roi in rois}
+    for _ in range(args.repeats):
+        for cl, name in ((False, "contiguous"), (True, "channels_last_3d")):
+            steps[name].append(train_step_seconds(nets[cl], cl, dtype))
+        for roi in rois:
+            vals[roi].append(validation_seconds(nets[False], roi, dtype))
+    base = statistics.median(steps["contiguous"])
+    lines = [
+        "# CT recipe: train step memory format and validation window size",
+        "",
+        machine_header(quoted_argv()),
+        f"- precision: {precision.dtype if precision.autocast else 'float32'}, {args.repeats} interleaved repeats, "
+        "medians",
+        "",
+        "Train step (forward, deep-supervised DiceCE, backward, AdamW) of the default CT network on 4 crops "
+        f"{'x'.join(map(str, PATCH))}:",
+        "",
+        "| memory format | median s/step | vs contiguous |",
+        "|---|---|---|",
+    ]
+    for name, times in steps.items():
+        m = statistics.median(times)
+        lines.append(f"| {name} | {m:.3f} | {m / base:.2f}x |")
+    vbase = statistics.median(vals[PATCH])
+    lines += ["", f"Sliding-window validation of one {'x'.join(map(str, VOLUME))} volume (overlap 0.25, Gaussian, "
+              "4 windows per batch):", "", "| window | median s | vs training patch |", "|---|---|---|"]
+    for roi, times in vals.items():
+        m = statistics.median(times)
+        lines.append(f"| {'x'.join(map(str, roi))} | {m:.2f} | {m / vbase:.2f}x |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
