@@ -17,6 +17,14 @@ from torch import nn
 from pipeline.networks.blocks import DEFAULT_NORM, LayerSpec
 
 
+@torch.jit.interface
+class GateInterface(nn.Module):
+    """What TorchScript needs to call a ``GridAttentionGate`` picked from a ModuleDict by a run-time key."""
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pass
+
+
 class GridAttentionGate(nn.Module):
     """Additive grid attention gate: ``out = W(alpha * x)``, ``alpha = sigmoid(psi(relu(theta(x) + phi(g))))``.
 

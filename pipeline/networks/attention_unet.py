@@ -1,14 +1,24 @@
-"""Attention U-Net (Oktay et al. 2018): the custom U-Net with grid attention gates on its skip connections."""
-from __future__ import annotations
+"""Attention U-Net (Oktay et al. 2018): the custom U-Net with grid attention gates on its skip connections.
 
+No ``from __future__ import annotations`` here: TorchScript reads the class-level annotation of ``attention_maps``
+as a type object, not as a string.
+"""
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.networks.attention import GridAttentionGate
-from pipeline.networks.blocks import DEFAULT_ACT, DEFAULT_NORM, LayerSpec, Stride, constructor_args, crop_to
+from pipeline.networks.attention import GateInterface, GridAttentionGate
+from pipeline.networks.blocks import (
+    DEFAULT_ACT,
+    DEFAULT_NORM,
+    LayerSpec,
+    Stride,
+    constructor_args,
+    crop_to,
+    size_multiple,
+)
 from pipeline.networks.unet import UNet
 
 
@@ -25,7 +35,8 @@ class AttentionUNet(UNet):
     ``UNet``, including the input size rule (a multiple of the product of the strides per axis, ``net.multiple``,
     unless ``pad_input``). After every forward pass ``attention_maps`` is a dict from each gated level ``l`` to its
     coefficients ``alpha``: detached tensors ``(B, 1, *ceil(S / prod(strides[:l])))`` with values in [0, 1],
-    cropped to the part of the level's grid that covers the (unpadded) input.
+    cropped to the part of the level's grid that covers the (unpadded) input. A scripted network
+    (``torch.jit.script``) sets and exposes ``attention_maps`` the same way.
 
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
@@ -74,6 +85,12 @@ class AttentionUNet(UNet):
         >>> net.eval()(torch.zeros(1, 1, 30, 30, 8)).shape
         torch.Size([1, 3, 30, 30, 8])
     """
+
+    # declared for TorchScript, which cannot type an empty dict or list by itself (it reads only this class's
+    # annotations, hence UNet's side_levels again)
+    attention_maps: dict[int, torch.Tensor]
+    attention_levels: list[int]
+    side_levels: list[int]
 
     def __init__(
         self,
@@ -139,25 +156,31 @@ class AttentionUNet(UNet):
                 for i, lvl in enumerate(levels)
             }
         )
-        self.attention_maps: dict[int, torch.Tensor] = {}
+        self.attention_maps = {}
+        # per level, the factor between the input grid and that level's grid (cropping the maps needs it)
+        self.level_factors = [list(size_multiple(self.strides[:lvl])) if lvl else [1] * spatial_dims
+                              for lvl in range(self.depth)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        self.attention_maps = {}
-        out = super().forward(x)
+        self.attention_maps = torch.jit.annotate(dict[int, torch.Tensor], {})
+        out = self.segment(x)
         # maps were computed on the padded grid: crop them to the part that covers the input
+        cropped = torch.jit.annotate(dict[int, torch.Tensor], {})
         for level, alpha in self.attention_maps.items():
-            factor = [1] * self.spatial_dims
-            for s in self.strides[:level]:
-                factor = [f * v for f, v in zip(factor, s)]
-            size = [-(-n // f) for n, f in zip(x.shape[2:], factor)]
-            self.attention_maps[level] = crop_to(alpha, size)
+            size = [-(-n // f) for n, f in zip(x.shape[2:], self.level_factors[level])]
+            cropped[level] = crop_to(alpha, size)
+        self.attention_maps = cropped
         return out
 
     def merge_skip(self, level: int, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
         """The skip of ``level`` multiplied by its gate's coefficients (and ``W``), or unchanged if not gated."""
-        gate = self.gates[str(level)] if str(level) in self.gates else None
-        if gate is None:
+        if level not in self.attention_levels:
             return skip
-        gated, alpha = gate(skip, gating)
+        if torch.jit.is_scripting():
+            # TorchScript indexes a ModuleDict with a run-time key only through an interface type
+            gate: GateInterface = self.gates[str(level)]
+            gated, alpha = gate.forward(skip, gating)
+        else:
+            gated, alpha = self.gates[str(level)](skip, gating)
         self.attention_maps[level] = alpha.detach()
         return gated

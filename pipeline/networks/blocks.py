@@ -61,24 +61,24 @@ def size_multiple(strides: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     return tuple(mult)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+def pad_to_multiple(x: torch.Tensor, multiple: list[int]) -> tuple[torch.Tensor, list[int]]:
     """Zero-pad the spatial axes of ``x`` (at the far end) up to ``multiple``; return the padded tensor and pads."""
-    spatial = x.shape[2:]
-    pads = [(-n) % m for n, m in zip(spatial, multiple)]
-    if any(pads):
+    pads = [(-n) % m for n, m in zip(x.shape[2:], multiple)]
+    if max(pads) > 0:
         # F.pad takes (last_lo, last_hi, ..., first_lo, first_hi)
-        flat = []
-        for p in reversed(pads):
+        flat: list[int] = []
+        for p in pads[::-1]:
             flat += [0, p]
         x = F.pad(x, flat)
     return x, pads
 
 
-def crop_to(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
-    """Crop the spatial axes of ``x`` back to ``spatial`` (undoes ``pad_to_multiple``)."""
-    if tuple(x.shape[2:]) == tuple(spatial):
-        return x
-    return x[(slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)]
+def crop_to(x: torch.Tensor, spatial: list[int]) -> torch.Tensor:
+    """Crop the spatial axes of ``x`` back to ``spatial`` (undoes ``pad_to_multiple``); a view, no copy."""
+    for axis, n in enumerate(spatial):
+        if x.shape[axis + 2] != n:
+            x = x.narrow(axis + 2, 0, n)
+    return x
 
 
 class ConvBlock(nn.Sequential):
@@ -158,6 +158,14 @@ class Encoder(nn.Module):
         for down in self.downs:
             feats.append(down(feats[-1]))
         return feats
+
+
+@torch.jit.interface
+class UpBlockInterface(nn.Module):
+    """What TorchScript needs to call an ``UpBlock`` picked from a ModuleList by a run-time index."""
+
+    def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        pass
 
 
 class UpBlock(nn.Module):

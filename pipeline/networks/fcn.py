@@ -35,7 +35,7 @@ class FCN(nn.Module):
     Input ``(B, in_channels, *S)``; output logits ``(B, out_channels, *S)``. The classifier sees
     ``(B, base_width * 2**depth, *P / prod(strides))`` where ``P`` is ``S`` rounded up to ``net.multiple`` (the
     product of the strides per axis): inputs of other sizes are zero-padded at the far end and the output is
-    cropped back to ``S``.
+    cropped back to ``S``. Scriptable with ``torch.jit.script``.
 
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
@@ -93,6 +93,6 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
-        x, _ = pad_to_multiple(x, self.multiple)
+        x, _ = pad_to_multiple(x, list(self.multiple))
         scores = self.classifier(self.encoder(x)[-1])
         return crop_to(F.interpolate(scores, size=x.shape[2:], mode=self.mode, align_corners=False), spatial)

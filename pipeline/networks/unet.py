@@ -1,9 +1,8 @@
 """One U-Net for 2D and 3D whose depth (number of poolings) and widths are parameters (Ronneberger et al. 2015).
 
-Presets follow the report: ``precision`` = 2 poolings, ``standard`` = 3, ``context`` = 4.
+Presets follow the report: ``precision`` = 2 poolings, ``standard`` = 3, ``context`` = 4. No
+``from __future__ import annotations`` here: TorchScript reads class-level annotations as type objects, not strings.
 """
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
@@ -19,6 +18,7 @@ from pipeline.networks.blocks import (
     LayerSpec,
     Stride,
     UpBlock,
+    UpBlockInterface,
     constructor_args,
     crop_to,
     normalize_strides,
@@ -106,7 +106,8 @@ class UNet(nn.Module):
     ``(B, out_channels, *S)``. The poolings need every axis of ``S`` to be a multiple of the product of the strides
     along that axis (``net.multiple``): with ``strides=[(2, 2, 1)]`` and depth 3 that is ``(8, 8, 4)``. With
     ``pad_input=True`` other sizes are zero-padded at the far end of each axis and the output is cropped back to
-    ``S``; with ``pad_input=False`` they raise a PipelineError.
+    ``S``; with ``pad_input=False`` they raise a PipelineError. ``torch.jit.script(net)`` gives the same outputs for
+    any input size (what ``python -m monai.bundle ckpt_export`` writes).
 
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
@@ -159,6 +160,8 @@ class UNet(nn.Module):
         >>> UNet(2, 1, 2, channels=[8, 16, 32]).depth
         2
     """
+
+    side_levels: list[int]  # declared for TorchScript, which cannot type an empty list by itself
 
     def __init__(
         self,
@@ -222,31 +225,48 @@ class UNet(nn.Module):
         """
         return skip
 
+    def decode(self, level: int, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Decoder stage ``level``: up-sample ``coarse`` (level + 1) and join ``skip``; scriptable for any level."""
+        if torch.jit.is_scripting():
+            # TorchScript indexes a ModuleList at a run-time position only through an interface type
+            stage: UpBlockInterface = self.decoders[level]
+            return stage.forward(coarse, skip)
+        return self.decoders[level](coarse, skip)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.segment(x)
+
+    def segment(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """The forward pass (``forward`` calls it; subclasses wrap it, since TorchScript has no ``super()``)."""
         spatial = x.shape[2:]
+        multiple = list(self.multiple)
         if self.pad_input:
-            x, _ = pad_to_multiple(x, self.multiple)
-        elif any(n % m for n, m in zip(spatial, self.multiple)):
-            raise PipelineError(
-                f"input size {tuple(spatial)} is not a multiple of {self.multiple} (depth {self.depth}); "
-                "pad it or build the network with pad_input=True"
-            )
+            x, _ = pad_to_multiple(x, multiple)
+        else:
+            for n, m in zip(spatial, multiple):
+                if n % m != 0:
+                    raise PipelineError(
+                        f"input size {list(spatial)} is not a multiple of {self.multiple} (depth {self.depth}); "
+                        "pad it or build the network with pad_input=True"
+                    )
         feats = self.encoder(x)
         y = feats[-1]
         decoded: dict[int, torch.Tensor] = {}
-        for level in reversed(range(self.depth)):
+        for level in range(self.depth - 1, -1, -1):
             skip = self.merge_skip(level, feats[level], y)
-            y = self.decoders[level](y, skip)
+            y = self.decode(level, y, skip)
             decoded[level] = y
         out = self.head(y)
-        if not self.side_heads:
+        if len(self.side_levels) == 0:
             return crop_to(out, spatial)
-        sides = [head(decoded[lvl]) for lvl, head in zip(self.side_levels, self.side_heads)]
+        sides: list[torch.Tensor] = []
+        for i, head in enumerate(self.side_heads):
+            sides.append(head(decoded[self.side_levels[i]]))
         if self.fuse is not None:
             mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
             ups = [F.interpolate(s, size=out.shape[2:], mode=mode, align_corners=False) for s in sides]
-            out = self.fuse(torch.cat([out, *ups], dim=1))
+            out = self.fuse(torch.cat([out] + ups, dim=1))
         out = crop_to(out, spatial)
         if self.deep_supervision and self.training:
-            return [out, *sides]
+            return [out] + sides
         return out
