@@ -1,0 +1,274 @@
+"""A full checkpoint every epoch, written atomically, and ``--resume true`` from the latest one.
+
+Every epoch (after validation and the best-model saver) ``<ckpt_dir>/checkpoint_epoch=N.pt`` receives the network,
+optimizer, LR scheduler, gradient scaler (float16 on CUDA), trainer state, the best metric so far with the
+best-model saver's record, the RNG states and the run's model_config.json; the previous one is deleted only
+after the new one is on disk. ignite's ``Checkpoint`` gathers the state dicts (unwrapping DDP); its DiskSaver
+renames a temporary file but never fsyncs it, so a crash can leave an empty file under the final name:
+``SyncedDiskSaver`` adds the fsyncs. Resuming loads the file with MONAI's ``CheckpointLoader``; ``resume_checkpoint``
+first refuses, in one line, a folder without a checkpoint, an unreadable (truncated) one, or one trained with
+another network or data fragment. Everything stored is a tensor or a plain type: ``torch.load(weights_only=True)``
+reads it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from pipeline.engines.model_config import FILENAME as MODEL_CONFIG, check_model_config
+from pipeline.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "checkpoint_epoch="
+_PATTERN = re.compile(re.escape(PREFIX) + r"(\d+)\.pt$")
+REQUIRED = ("network", "optimizer", "lr_scheduler", "trainer", "best_metric", "rng", "run")
+
+
+def epoch_checkpoints(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every ``checkpoint_epoch=N.pt`` in ``ckpt_dir``, oldest first."""
+    folder = Path(ckpt_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _PATTERN.match(p.name)) and p.is_file()]
+    return sorted(found)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SyncedDiskSaver(DiskSaver):
+    """ignite's DiskSaver writing through a temporary file that is fsynced before the rename (and the folder after).
+
+    ignite's atomic mode renames without fsync: after a power cut the final name can hold nothing.
+    """
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dirname, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                func(checkpoint, f, **self.kwargs)
+                f.flush()
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(Path(self.dirname))
+
+
+class RNGState:
+    """``state_dict``/``load_state_dict`` of the random streams training draws from: torch (CPU and each CUDA device),
+    numpy's and Python's global generators and the training loader's generator, as tensors and plain numbers."""
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Any]:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, py_state, py_gauss = random.getstate()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(gauss),
+            "python_version": int(version), "python_state": torch.tensor(py_state, dtype=torch.int64),
+            "python_gauss": py_gauss,
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        if self.generator is not None:
+            state["loader"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        torch.set_rng_state(state["torch"].cpu())
+        np.random.set_state(("MT19937", state["numpy_keys"].cpu().numpy().astype(np.uint32), state["numpy_pos"],
+                             state["numpy_has_gauss"], state["numpy_gauss"]))
+        random.setstate((state["python_version"], tuple(int(v) for v in state["python_state"].tolist()),
+                         state["python_gauss"]))
+        cuda = [s.cpu() for s in state.get("cuda", [])]
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        if self.generator is not None and "loader" in state:
+            self.generator.set_state(state["loader"].cpu())
+
+
+class BestMetricState:
+    """The best validation metric so far and its epoch (the evaluator's), the trainer's best loss, and the
+    best-model saver's record, so that a resumed run overwrites ``model.pt`` only with a better model."""
+
+    def __init__(self, trainer: Engine, evaluator: Engine | None = None, saver: CheckpointSaver | None = None) -> None:
+        self.trainer, self.evaluator, self.saver = trainer, evaluator, saver
+
+    def _saver_checkpoint(self) -> Checkpoint | None:
+        # MONAI's CheckpointSaver restores this record (load_state_dict) but has no getter for it
+        return getattr(self.saver, "_key_metric_checkpoint", None)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        for name, engine in (("train", self.trainer), ("val", self.evaluator)):
+            if engine is not None:
+                state[f"{name}_best_metric"] = float(engine.state.best_metric)
+                state[f"{name}_best_metric_epoch"] = int(engine.state.best_metric_epoch)
+        ckpt = self._saver_checkpoint()
+        state["saved"] = [(float(p), str(f)) for p, f in ckpt.state_dict()["_saved"]] if ckpt is not None else []
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, engine in (("train", self.trainer), ("val", self.evaluator)):
+            if engine is not None and f"{name}_best_metric" in state:
+                engine.state.best_metric = state[f"{name}_best_metric"]
+                engine.state.best_metric_epoch = state[f"{name}_best_metric_epoch"]
+        if self.saver is not None and state.get("saved"):
+            self.saver.load_state_dict({"_saved": [tuple(item) for item in state["saved"]]})
+
+
+class RunRecord:
+    """What the checkpoint was written by: its epoch and the text of the run's model_config.json (read back when
+    the file is written), so that a resume can refuse another network or data fragment."""
+
+    def __init__(self, trainer: Engine, ckpt_dir: str | Path) -> None:
+        self.trainer, self.ckpt_dir = trainer, Path(ckpt_dir)
+
+    def state_dict(self) -> dict[str, Any]:
+        path = self.ckpt_dir / MODEL_CONFIG
+        return {"epoch": int(self.trainer.state.epoch), "model_config": path.read_text() if path.is_file() else ""}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore: ``resume_checkpoint`` compared it before training started."""
+
+
+def training_state(
+    trainer: Engine, evaluator: Engine | None, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any, ckpt_dir: str | Path, best_model_saver: CheckpointSaver | None = None,
+) -> dict[str, Any]:
+    """The objects a full checkpoint saves and a resume loads (each with ``state_dict``/``load_state_dict``)."""
+    state: dict[str, Any] = {
+        "network": network, "optimizer": optimizer, "lr_scheduler": lr_scheduler, "trainer": trainer,
+        "best_metric": BestMetricState(trainer, evaluator, best_model_saver),
+        "rng": RNGState(getattr(getattr(trainer, "data_loader", None), "generator", None)),
+        "run": RunRecord(trainer, ckpt_dir),
+    }
+    scaler = getattr(trainer, "scaler", None)
+    if scaler is not None:
+        state["scaler"] = scaler
+    return state
+
+
+class EpochCheckpointSaver:
+    """Writes the full training state to ``<ckpt_dir>/checkpoint_epoch=N.pt`` at the end of every epoch and then
+    deletes the older ones, so the folder always holds one complete checkpoint (attach it on rank 0 only, after the
+    validation and best-model handlers so that the epoch's best metric is in it)."""
+
+    def __init__(self, ckpt_dir: str | Path, state: Mapping[str, Any]) -> None:
+        self.ckpt_dir = Path(ckpt_dir)
+        self.checkpoint = Checkpoint(
+            dict(state), SyncedDiskSaver(str(self.ckpt_dir), require_empty=False, create_dir=True),
+            n_saved=None, global_step_transform=lambda engine, _: engine.state.epoch,
+            filename_pattern=PREFIX + "{global_step}.{ext}",
+        )
+
+    def attach(self, engine: Engine) -> None:
+        """Save at every EPOCH_COMPLETED (not on a terminated epoch: a non-finite loss never completes it)."""
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.checkpoint(engine)
+        latest = Path(str(self.checkpoint.last_checkpoint)).name
+        for _, path in epoch_checkpoints(self.ckpt_dir):
+            if path.name != latest:
+                path.unlink(missing_ok=True)
+        for tmp in self.ckpt_dir.glob(f".{PREFIX}*.tmp"):  # left by a run killed while writing
+            tmp.unlink(missing_ok=True)
+
+
+def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any], epochs: int,
+                      epoch_length: int | None = None) -> str:
+    """The latest ``checkpoint_epoch=N.pt`` of ``ckpt_dir`` once it is known to suit this run; otherwise a one-line
+    PipelineError (none there, unreadable or truncated, another network or data fragment, past ``epochs``, epochs
+    of another length). Nothing is written."""
+    found = epoch_checkpoints(ckpt_dir)
+    if not found:
+        raise PipelineError(
+            f"{ckpt_dir}: no {PREFIX}N.pt to resume from (they are written at the end of each epoch); "
+            "train without --resume true"
+        )
+    _, path = found[-1]
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, unpickling refused ...
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise PipelineError(
+            f"{path}: not a readable checkpoint, perhaps truncated ({reason}); nothing was changed: delete it and "
+            "resume from an earlier copy, or train without --resume true"
+        ) from None
+    missing = [k for k in REQUIRED if not isinstance(ckpt, Mapping) or k not in ckpt]
+    if missing:
+        raise PipelineError(f"{path}: not a full training checkpoint (missing {', '.join(missing)})")
+    saved_config = str(ckpt["run"].get("model_config", ""))
+    folder_config = Path(ckpt_dir) / MODEL_CONFIG
+    if not saved_config or not folder_config.is_file() or \
+            json.loads(saved_config) != json.loads(folder_config.read_text()):
+        raise PipelineError(
+            f"{path}: written by another run than the {MODEL_CONFIG} beside it describes (a later run started in "
+            "this folder); train without --resume true"
+        )
+    check_model_config(ckpt_dir, model_config)
+    epoch = int(ckpt["run"]["epoch"])
+    if epoch > int(epochs):
+        raise PipelineError(f"{path}: the checkpoint is at epoch {epoch}, past --epochs {epochs}; raise --epochs")
+    saved_length = ckpt["trainer"].get("epoch_length")
+    if epoch_length is not None and saved_length is not None and int(saved_length) != int(epoch_length):
+        raise PipelineError(
+            f"{path}: its epochs had {saved_length} iterations, this run's have {epoch_length} (another batch size, "
+            "split or number of processes); resume with the settings it was trained with"
+        )
+    logger.info("resuming from %s (epoch %d of %d)", path, epoch, int(epochs))
+    return str(path)
+
+
+def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Path, model_config: Mapping[str, Any],
+                  map_location: Any = None) -> CheckpointLoader:
+    """MONAI's CheckpointLoader for the latest checkpoint (checked by ``resume_checkpoint``), attached to ``trainer``
+    to load ``state`` when the run starts."""
+    path = resume_checkpoint(ckpt_dir, model_config, trainer.state.max_epochs, trainer.state.epoch_length)
+    loader = CheckpointLoader(load_path=path, load_dict=dict(state), map_location=map_location)
+    loader.attach(trainer)
+    return loader
+
+
+__all__ = [
+    "BestMetricState",
+    "EpochCheckpointSaver",
+    "PREFIX",
+    "RNGState",
+    "RunRecord",
+    "SyncedDiskSaver",
+    "epoch_checkpoints",
+    "resume_checkpoint",
+    "resume_loader",
+    "training_state",
+]
