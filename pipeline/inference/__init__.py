@@ -1,41 +1,42 @@
 """Inference on new scans: input discovery (image file, folder, DICOM series), checkpoint loading and ensembling
-with flip test-time augmentation, and the outputs (label map, probabilities, attention maps) in the scan's space."""
-from pipeline.inference.models import (
-    EnsembleNetwork,
-    check_data_fragment,
-    checkpoint_dirs,
-    ensemble_model_config,
-    flip_sets,
-    load_network,
-    load_networks,
-)
-from pipeline.inference.outputs import CaseLog, ProbabilitiesToLabeld, with_progress
-from pipeline.inference.sources import (
-    LoadScand,
-    SimpleITKReader,
-    check_layout,
-    dicom_series,
-    inference_inputs,
-    select_series,
-    sitk_affine,
-)
+with flip test-time augmentation, and the outputs (label map, probabilities, attention maps) in the scan's space.
 
-__all__ = [
-    "CaseLog",
-    "EnsembleNetwork",
-    "LoadScand",
-    "ProbabilitiesToLabeld",
-    "SimpleITKReader",
-    "check_data_fragment",
-    "check_layout",
-    "checkpoint_dirs",
-    "dicom_series",
-    "ensemble_model_config",
-    "flip_sets",
-    "inference_inputs",
-    "load_network",
-    "load_networks",
-    "select_series",
-    "sitk_affine",
-    "with_progress",
-]
+Names are imported on first use, so ``python -m pipeline predict`` (which only starts the bundle) does not pay for
+importing torch and MONAI twice.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "EnsembleNetwork": "models",
+    "check_data_fragment": "models",
+    "checkpoint_dirs": "models",
+    "ensemble_model_config": "models",
+    "flip_sets": "models",
+    "load_network": "models",
+    "load_networks": "models",
+    "CaseLog": "outputs",
+    "ProbabilitiesToLabeld": "outputs",
+    "with_progress": "outputs",
+    "LoadScand": "sources",
+    "SimpleITKReader": "sources",
+    "check_layout": "sources",
+    "dicom_series": "sources",
+    "inference_inputs": "sources",
+    "select_series": "sources",
+    "sitk_affine": "sources",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'pipeline.inference' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pipeline.inference.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_WHERE))

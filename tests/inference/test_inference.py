@@ -1,0 +1,181 @@
+"""Inference on new scans through the bundles' inference.json (in this process, tiny volumes): the label map comes
+back on the scan's own grid for flipped, oblique, anisotropic NIfTI files and a DICOM series; probabilities and
+attention maps in the same space; ensembles average; TTA is flip-equivariant; a TorchScript file predicts as the
+eager network; no data set is needed."""
+import logging
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from pipeline.inference import EnsembleNetwork, flip_sets
+from tests.inference.helpers import (
+    ThresholdNet,
+    ct_like_volume,
+    ct_network,
+    dice,
+    oblique_affine,
+    run_inference,
+    write_checkpoint,
+    write_dicom_series,
+)
+
+SERIES_14, SERIES_6 = "1.2.826.0.1.3680043.8.498.14", "1.2.826.0.1.3680043.8.498.6"
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """CT-like volumes written at odd geometries: NIfTI files in one folder, two DICOM series in another."""
+    root = tmp_path_factory.mktemp("scans")
+    hu, organ = ct_like_volume()
+    affines = {
+        "flipped_anisotropic": oblique_affine(spacing=(2.5, 3.0, 7.0), flip=(True, False, True)),
+        "oblique": oblique_affine(spacing=(2.0, 3.5, 6.0), flip=(False, True, False), degrees=(12, -8, 25)),
+    }
+    (root / "nifti").mkdir()
+    for name, affine in affines.items():
+        nib.save(nib.Nifti1Image(hu, affine), root / "nifti" / f"{name}.nii.gz")
+    write_dicom_series(root / "dicom", hu, affines["oblique"], SERIES_14)
+    write_dicom_series(root / "dicom", hu[:, :, :6], affines["oblique"], SERIES_6)
+    ckpt = write_checkpoint(root / "threshold", ThresholdNet())
+    return root, hu, organ, affines, ckpt
+
+
+def _sitk_geometry(path):
+    img = sitk.ReadImage(str(path)) if path.is_file() else None
+    if img is None:
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), SERIES_14))
+        img = reader.Execute()
+    return img.GetSize(), np.array(img.GetSpacing()), np.array(img.GetDirection()), np.array(img.GetOrigin())
+
+
+def _same_geometry(a, b):
+    assert a[0] == b[0]
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_nifti_label_maps_come_back_on_the_scans_grid_without_a_data_set(scans, tmp_path):
+    root, hu, organ, affines, ckpt = scans
+    run_inference(input=root / "nifti", ckpt_dir=ckpt, output_dir=tmp_path / "out",
+                  dataset_dir=tmp_path / "no_data_set")
+    assert not (tmp_path / "no_data_set").exists()
+    for name, affine in affines.items():
+        scan, pred = root / "nifti" / f"{name}.nii.gz", tmp_path / "out" / "predictions" / f"{name}_seg.nii.gz"
+        out = nib.load(pred)
+        assert out.shape == hu.shape and out.get_data_dtype() == np.uint8
+        np.testing.assert_allclose(out.affine, affine, atol=1e-5)
+        _same_geometry(_sitk_geometry(pred), _sitk_geometry(scan))
+        # the stand-in network marks the bright organ: a flip, shift or axis swap would move the mask off it
+        assert dice(np.asarray(out.dataobj) == 1, organ) > 0.9
+
+
+def test_dicom_series_largest_by_default_or_chosen_by_uid(scans, tmp_path, caplog):
+    root, hu, organ, affines, ckpt = scans
+    with caplog.at_level(logging.INFO):
+        run_inference(input=root / "dicom", ckpt_dir=ckpt, output_dir=tmp_path / "a")
+    assert f"DICOM series {SERIES_14} (14 slices)" in caplog.text and SERIES_6 in caplog.text
+    pred = tmp_path / "a" / "predictions" / "dicom_seg.nii.gz"
+    _same_geometry(_sitk_geometry(pred), _sitk_geometry(root / "dicom"))  # the series' geometry as SimpleITK reads it
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(root / "dicom"), SERIES_14))
+    series = sitk.GetArrayFromImage(reader.Execute())  # GDCM orders the slices along the normal: k may be reversed
+    assert series.max() == 200 and dice(sitk.GetArrayFromImage(sitk.ReadImage(str(pred))) == 1, series > 100) > 0.9
+
+    run_inference(input=root / "dicom", ckpt_dir=ckpt, output_dir=tmp_path / "b", series_uid=SERIES_6)
+    assert nib.load(tmp_path / "b" / "predictions" / "dicom_seg.nii.gz").shape == hu[:, :, :6].shape
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(scans, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    return [write_checkpoint(root / f"fold_{i}", ct_network(seed=i)) for i in range(2)]
+
+
+def _outputs(folder, name="oblique"):
+    pred = folder / "predictions"
+    return {kind: np.asarray(nib.load(pred / f"{name}_{kind}.nii.gz").dataobj)
+            for kind in ("seg", "prob", "attention") if (pred / f"{name}_{kind}.nii.gz").is_file()}
+
+
+@pytest.fixture(scope="module")
+def single_input(scans, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("single")
+    shutil.copy(scans[0] / "nifti" / "oblique.nii.gz", folder / "oblique.nii.gz")
+    return folder / "oblique.nii.gz"
+
+
+def test_probabilities_and_attention_maps_in_the_scans_space(single_input, two_checkpoints, tmp_path):
+    run_inference(input=single_input, ckpt_dir=two_checkpoints[0], output_dir=tmp_path, save_probabilities=True,
+                  save_attention=True, amp="float32")
+    out, shape = _outputs(tmp_path), nib.load(single_input).shape
+    assert out["prob"].shape == (*shape, 3) and out["attention"].shape == (*shape, 2)  # classes; gated levels 1, 2
+    np.testing.assert_allclose(out["prob"].sum(-1), 1.0, atol=1e-4)
+    assert np.array_equal(out["prob"].argmax(-1), out["seg"])  # the label map is the argmax of the written map
+    assert out["attention"].min() >= 0 and out["attention"].max() <= 1 and out["attention"].std() > 0
+    for kind in ("prob", "attention"):
+        np.testing.assert_allclose(nib.load(tmp_path / "predictions" / f"oblique_{kind}.nii.gz").affine,
+                                   nib.load(single_input).affine, atol=1e-5)
+
+
+def test_ensemble_averages_the_checkpoints_probabilities(single_input, two_checkpoints, tmp_path):
+    single = []
+    for i, ckpt in enumerate(two_checkpoints):
+        run_inference(input=single_input, ckpt_dir=ckpt, output_dir=tmp_path / str(i), save_probabilities=True,
+                      amp="float32")
+        single.append(_outputs(tmp_path / str(i))["prob"])
+    assert np.abs(single[0] - single[1]).max() > 0.05  # two different networks
+    run_inference(input=single_input, ckpt_dir=[str(c) for c in two_checkpoints], output_dir=tmp_path / "both",
+                  save_probabilities=True, amp="float32")
+    np.testing.assert_allclose(_outputs(tmp_path / "both")["prob"], (single[0] + single[1]) / 2, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_torchscript_file_predicts_as_the_eager_network(single_input, two_checkpoints, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(two_checkpoints[0], ckpt)
+    eager = ct_network(seed=0)
+    torch.jit.trace(eager, torch.zeros(1, 1, 32, 32, 16)).save(str(ckpt / "model.ts"))
+    for model_file in ("model.pt", "model.ts"):
+        run_inference(input=single_input, ckpt_dir=ckpt, model_file=model_file, output_dir=tmp_path / model_file,
+                      save_probabilities=True, amp="float32")
+    a, b = _outputs(tmp_path / "model.pt"), _outputs(tmp_path / "model.ts")
+    np.testing.assert_allclose(a["prob"], b["prob"], atol=1e-4)
+    assert np.array_equal(a["seg"], b["seg"])
+
+
+def test_flip_tta_averages_every_mirroring_and_is_flip_equivariant():
+    assert flip_sets(3) == [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+    net = ct_network(seed=3)
+    tta = EnsembleNetwork([net], 3, flip_sets(3))
+    plain = EnsembleNetwork([net], 3)
+    x = torch.rand(1, 1, 16, 16, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y, y_flipped = tta(x), tta(torch.flip(x, (2, 4)))
+        p, p_flipped = plain(x), plain(torch.flip(x, (2, 4)))
+        by_hand = sum(torch.flip(torch.softmax(net(torch.flip(x, f) if f else x), 1), f) if f
+                      else torch.softmax(net(x), 1) for f in flip_sets(3)) / 8
+    torch.testing.assert_close(y_flipped, torch.flip(y, (2, 4)), atol=1e-5, rtol=0)
+    assert (p_flipped - torch.flip(p, (2, 4))).abs().max() > 1e-3  # without TTA the network is not equivariant
+    torch.testing.assert_close(y, by_hand[:, 1:], atol=1e-5, rtol=0)  # foreground channels of the mean softmax
+
+
+def test_2d_bundle_writes_pngs_on_the_inputs_grid(tmp_path):
+    from PIL import Image
+
+    from pipeline.networks import UNet
+
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(48, 40), (64, 64)]):
+        Image.fromarray(rng.integers(0, 255, size[::-1], dtype=np.uint8)).save(tmp_path / "in" / f"s{i}.png")
+    torch.manual_seed(0)
+    ckpt = write_checkpoint(tmp_path / "ckpt", UNet(2, 1, 3, preset="standard", base_width=4).eval(), spatial_dims=2)
+    run_inference("unet", input=tmp_path / "in", ckpt_dir=ckpt, output_dir=tmp_path / "out", tta=True)
+    for i, size in enumerate([(48, 40), (64, 64)]):
+        with Image.open(tmp_path / "out" / "predictions" / f"s{i}_seg.png") as im:
+            assert im.size == size and set(np.unique(np.asarray(im))) <= {0, 1, 2}
