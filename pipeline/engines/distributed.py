@@ -75,7 +75,7 @@ def distributed_device() -> str:
 def init_distributed(timeout_min: float = 30.0) -> str:
     """Join the process group torchrun set up in the environment: nccl on GPUs, gloo on CPUs; returns the device.
 
-    Ranks > 0 log warnings only, so the log, the progress bar and the metric lines appear once.
+    Ranks > 0 log warnings only (unless PIPELINE_LOG_ALL_RANKS is set), so the log appears once.
     """
     missing = [v for v in _TORCHRUN_VARS if v not in os.environ]
     if missing:
@@ -91,7 +91,7 @@ def init_distributed(timeout_min: float = 30.0) -> str:
         from datetime import timedelta
 
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_min))
-    if rank() > 0:
+    if rank() > 0 and not os.environ.get("PIPELINE_LOG_ALL_RANKS"):
         logging.disable(logging.INFO)
     logger.info(
         "distributed: %d processes (%s), rank %d on %s, %d per node", world_size(), backend, rank(), device,
