@@ -25,33 +25,30 @@ START, END = "STUDY start ", "STUDY end "  # the child's lines that tell the par
 
 @dataclass(frozen=True)
 class Model:
-    """A network as a recipe: label, depth (poolings), training and inference config files, its own overrides."""
+    """A network as a recipe: label, depth (poolings), training config files, its own overrides."""
 
     label: str
     depth: int
     train_files: tuple[str, ...]
-    infer_files: tuple[str, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
 MODELS_2D: dict[str, Model] = {
-    "fcn": Model("FCN", 3, (UNET_2D, "configs/net/fcn.json"), ("bundles/unet/inference.json",),
-                 {"preset": "standard"}),
-    "unet_precision": Model("U-Net precision", 2, (UNET_2D,), ("bundles/unet/inference.json",),
-                            {"preset": "precision"}),
-    "unet_standard": Model("U-Net standard", 3, (UNET_2D,), ("bundles/unet/inference.json",),
-                           {"preset": "standard"}),
-    "unet_context": Model("U-Net context", 4, (UNET_2D,), ("bundles/unet/inference.json",),
-                          {"preset": "context"}),
-    "attention_unet": Model("Attention U-Net", 3, (ATTN_2D, SHAPES_FRAGMENT),
-                            ("bundles/attn_unet/inference.json", SHAPES_FRAGMENT), {"preset": "standard"}),
+    "fcn": Model("FCN", 3, (UNET_2D, "configs/net/fcn.json"), {"preset": "standard"}),
+    "unet_precision": Model("U-Net precision", 2, (UNET_2D,), {"preset": "precision"}),
+    "unet_standard": Model("U-Net standard", 3, (UNET_2D,), {"preset": "standard"}),
+    "unet_context": Model("U-Net context", 4, (UNET_2D,), {"preset": "context"}),
+    "attention_unet": Model("Attention U-Net", 3, (ATTN_2D, SHAPES_FRAGMENT), {"preset": "standard"}),
 }
 # 3D: the Attention U-Net bundle and the plain U-Net bundle on the same CT fragment; both base width 16, preset
 # standard, deep supervision with 2 side outputs: the networks differ only by the attention gates
 MODELS_3D: dict[str, Model] = {
-    "unet": Model("U-Net", 3, (UNET_2D, CT_FRAGMENT), ("bundles/unet/inference.json", CT_FRAGMENT)),
-    "attention_unet": Model("Attention U-Net", 3, (ATTN_2D,), ("bundles/attn_unet/inference.json",)),
+    "unet": Model("U-Net", 3, (UNET_2D, CT_FRAGMENT)),
+    "attention_unet": Model("Attention U-Net", 3, (ATTN_2D,)),
 }
+# Inference: the inference.json of the bundle whose default data these are. It rebuilds whatever network the
+# checkpoint's model_config.json names, so every model of a comparison is predicted by the same recipe.
+INFER_2D, INFER_3D = ("bundles/unet/inference.json",), ("bundles/attn_unet/inference.json",)
 
 
 @dataclass(frozen=True)
@@ -108,9 +105,9 @@ class Budget:
 
 FULL = Budget(
     name="full", seeds=(0, 1, 2), variants={"shapes": 64, "context": 96, "precision": 64}, n_images=500,
-    epochs_2d=16, val_interval_2d=4, batch_size_2d=16,
+    epochs_2d=15, val_interval_2d=5, batch_size_2d=16,
     models_2d=tuple(MODELS_2D), ablations=tuple(ABLATIONS),
-    ct_cases=24, ct_test_cases=8, ct_scale=1.0, epochs_3d=16, val_interval_3d=4,
+    ct_cases=24, ct_test_cases=8, ct_scale=1.0, epochs_3d=16, val_interval_3d=8,
 )
 QUICK = Budget(
     name="quick", seeds=(0,), variants={"shapes": 64, "context": 64, "precision": 64}, n_images=30,
@@ -171,7 +168,8 @@ def augmentation_prob_key(target: str) -> str:
 
 
 def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:
-    """Every run of the study in the order they are trained: 2D comparisons, ablation arms, then 3D."""
+    """Every run of the study in the order they are trained: 2D comparisons, ablation arms (with the recipe run each
+    is compared with, if the 2D part does not train it), then 3D."""
     runs: list[RunSpec] = []
     lr_2d = _bundle_value(UNET_2D, "learning_rate")  # the shapes recipe's, for every 2D network
     lr_3d = _bundle_value(ATTN_2D, "learning_rate")  # the CT recipe's, for both 3D networks
@@ -182,7 +180,7 @@ def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:
             for name in budget.models_2d:
                 m = MODELS_2D[name]
                 for seed in budget.seeds:
-                    runs.append(RunSpec("2d", variant, name, "recipe", seed, m.train_files, m.infer_files,
+                    runs.append(RunSpec("2d", variant, name, "recipe", seed, m.train_files, INFER_2D,
                                         {**common_2d, **m.overrides}))
     if "ablation" in parts:
         for arm in budget.ablations:
@@ -190,21 +188,17 @@ def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:
             m = MODELS_2D[a.model]
             extra = {augmentation_prob_key(a.disable_augmentation): 0.0} if a.disable_augmentation else {}
             for seed in budget.ablation_seeds or budget.seeds:
+                baseline = RunSpec("2d", a.variant, a.model, "recipe", seed, m.train_files, INFER_2D,
+                                   {**common_2d, **m.overrides})
+                if baseline not in runs:  # the recipe run the arm is compared with, when the 2D part lacks it
+                    runs.append(baseline)
                 runs.append(RunSpec("ablation", a.variant, a.model, arm, seed, m.train_files + a.extra_files,
-                                    m.infer_files, {**common_2d, **m.overrides, **extra}))
+                                    INFER_2D, {**common_2d, **m.overrides, **extra}))
     if "3d" in parts:
         common_3d = {"epochs": budget.epochs_3d, "val_interval": budget.val_interval_3d, "learning_rate": lr_3d,
                      **budget.ct_overrides}
         for name, m in MODELS_3D.items():
             for seed in budget.seeds:
-                runs.append(RunSpec("3d", "pancreas", name, "recipe", seed, m.train_files, m.infer_files,
+                runs.append(RunSpec("3d", "pancreas", name, "recipe", seed, m.train_files, INFER_3D,
                                     {**common_3d, **m.overrides}))
     return runs
-
-
-def baseline_of(spec: RunSpec, budget: Budget) -> RunSpec | None:
-    """The recipe run an ablation arm is compared with (same variant, model and seed); None for other runs."""
-    if spec.part != "ablation":
-        return None
-    return next((r for r in plan_runs(budget, ("2d",)) if (r.variant, r.model, r.seed) ==
-                 (spec.variant, spec.model, spec.seed)), None)

@@ -237,6 +237,7 @@ def plot_depth(out: Path, budget: Budget, rows: Sequence[dict]) -> Path:
                                 label=f"{MODELS_2D[name].label}, {variant}")
         ax.set_title(label)
         ax.set_xticks([2, 3, 4], ["2\nprecision", "3\nstandard", "4\ncontext"])
+        ax.set_xlim(1.6, 4.4)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean ± std over seeds")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -322,10 +323,38 @@ def plot_panels(out: Path, budget: Budget, data: dict[str, Any], work: Path) -> 
     return path
 
 
+def plot_variant_examples(path: Path, variants: dict[str, int], n: int = 4, seed: int = 0) -> Path:
+    """Examples of each data variant (cases 0..n-1 of generator ``seed``): image above, label below."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+    from pipeline.data.shapes_variants import variant_case
+
+    fig = Figure(figsize=(1.6 * n * len(variants), 3.5))
+    axes = fig.subplots(2, n * len(variants))
+    for v, (variant, size) in enumerate(variants.items()):
+        for i in range(n):
+            case = variant_case(variant, seed, i, size)
+            col = v * n + i
+            axes[0, col].imshow(case.image, cmap="gray", vmin=0, vmax=255)
+            axes[1, col].imshow(case.label, cmap=ListedColormap(CLASS_COLOURS), vmin=0, vmax=2,
+                                interpolation="nearest")
+            if i == 0:
+                axes[0, col].set_title(f"{variant} ({size} px)", loc="left", fontsize=10)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=60)
+    return path
+
+
 def write_report(out: Path, budget: Budget, rows: Sequence[dict], data: dict[str, dict[str, Any]], work: Path) -> Path:
-    """Every output of the study from its rows: ``results.md``, ``metrics_vs_depth.png``, ``panels_<variant>.png``."""
+    """Every output of the study from its rows: ``results.md``, ``metrics_vs_depth.png``, ``panels_<variant>.png``,
+    and ``variants.png`` (examples of the data)."""
     path = write_markdown(out, budget, rows)
     plot_depth(out, budget, rows)
+    plot_variant_examples(out / "variants.png", budget.variants)
     for variant in budget.variants:
         if variant in data:
             plot_panels(out, budget, data[variant], work)

@@ -31,7 +31,8 @@ GENERIC_METRICS = ["iou", "dice", "bf1", "hd95", "recall", "overlap_iou", "gap_a
                    "iou_large", "objects_small", "objects_medium", "objects_large"]
 TAIL_COLUMNS = ["finished", "overrides", "files"]
 TOLERANCE_PX = 2.0  # boundary F1 tolerance
-EPOCH_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- .*val_mean_dice: ([-\d.]+)")
+VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- .*val_mean_dice: ([-\d.]+)")
+TRAIN_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- train_loss: ([-\d.eE+]+)")
 
 
 def _class_names(fragment: str) -> list[str]:
@@ -189,10 +190,12 @@ def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progr
             else:
                 if log:
                     log.write(line)
-                m = EPOCH_LINE.search(line)
-                if m and current:
-                    print(f"    epoch {m.group(1)}: validation Dice {float(m.group(2)):.3f} "
-                          f"({time.perf_counter() - started:.0f} s)", flush=True)
+                train, val = TRAIN_LINE.search(line), VAL_LINE.search(line)
+                if current and (train or val):
+                    what = f"train loss {float(train.group(2)):.4f}" if train else \
+                        f"validation Dice {float(val.group(2)):.3f}"
+                    print(f"    epoch {(train or val).group(1)}: {what} ({time.perf_counter() - started:.0f} s)",
+                          flush=True)
         rc = proc.wait()
     except BaseException:
         proc.terminate()
@@ -237,10 +240,7 @@ def run_study(out: str | Path, quick: bool = False, work: str | Path | None = No
         (work / ".gitignore").write_text("# checkpoints, predictions and logs of the study's runs\n*\n")
     for sub in ("logs", "jobs"):
         (work / sub).mkdir(exist_ok=True)
-    t0 = time.perf_counter()
     data = _data_dirs(budget, work, runs)
-    if time.perf_counter() - t0 > 1:
-        print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
     progress = Progress(len(runs), list(pending), rows, csv_path,
                         {"2d": budget.epochs_2d, "ablation": budget.epochs_2d, "3d": budget.epochs_3d})
     groups = [pending] if budget.name == "quick" else [[r] for r in pending]
