@@ -1,5 +1,5 @@
 """``python -m pipeline <command>``: the jobs that are not a bundle run (make data, check a data set, plan,
-score a folder of predictions), and ``predict``, an alias that runs a bundle's inference.json."""
+score a folder of predictions, draw figures), and ``predict``, an alias that runs a bundle's inference.json."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true", help="list the runs still to train and stop")
     t.add_argument("--keep-checkpoints", action="store_true", help="keep every run's model.pt (default: deleted "
                    "once its predictions are written)")
+    from pipeline.figures.command import add_arguments as figure_arguments
+
+    figure_arguments(sub.add_parser("figures", help="PNG panels per case: image, label, prediction, attention maps"))
     return p
 
 
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             out = write_plan(plan, args.out or Path("plans") / f"{Path(args.dataset_dir).resolve().name}.json")
             print(format_plan(plan))
             print(f"wrote the plan to {out}")
+        elif args.command == "figures":
+            from pipeline.figures.command import make_figures
+
+            return make_figures(args)
         elif args.command == "study":
             from pipeline.study import run_study
 

@@ -6,7 +6,7 @@ the most foreground, overlays the classes and adds the Attention U-Net's gate co
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,35 +34,46 @@ def best_slice(label: np.ndarray) -> int:
 
 
 def panel_figure(
-    image: np.ndarray, label: np.ndarray, pred: np.ndarray, attention: dict[int, np.ndarray],
+    image: np.ndarray, label: np.ndarray | None, pred: np.ndarray, attention: Mapping[int | str, np.ndarray],
     class_names: Sequence[str], title: str = "", radiological: bool = False,
+    window: tuple[float, float] | None = None, subtitles: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Figure with image, label overlay, prediction overlay and one panel per attention level (2D arrays).
+    """Figure with image, label overlay (left out when ``label`` is None), prediction overlay and one panel per
+    attention map (2D arrays indexed (x, y)); ``attention`` keys are gated levels (int) or panel titles (str).
 
-    Arrays are (x, y); ``radiological`` shows an axial RAS slice with the patient's right on the viewer's left.
+    ``radiological``: an axial RAS slice, shown with the patient's right on the viewer's left and anterior up;
+    otherwise a picture (y down, as PNG files are stored). ``window``: the displayed intensity range (lo, hi),
+    default the 1st-99th percentile. ``subtitles`` extend the titles of ``"image"``, ``"label"``, ``"prediction"``.
     """
-    n = 3 + len(attention)
-    fig = Figure(figsize=(3.2 * n, 3.4))
-    axes = fig.subplots(1, n, squeeze=False)
-    axes = axes[0]
+    layers = [("image", None)] + ([("label", label)] if label is not None else []) + [("prediction", pred)]
+    n = len(layers) + len(attention)
+    aspect = min(max(image.shape[1] / image.shape[0], 0.5), 2.0)  # shown height / width (arrays are (x, y))
+    fig = Figure(figsize=(3.2 * n, 3.2 * aspect + 0.9))
+    axes = fig.subplots(1, n, squeeze=False)[0]
     cmap = ListedColormap(CLASS_COLOURS[: len(class_names) + 1])
-    lo, hi = np.percentile(image, [1, 99])
-    for ax, overlay, name in zip(axes[:3], (None, label, pred), ("image", "label", "prediction")):
-        ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
+    lo, hi = window if window is not None else np.percentile(image, [1, 99])
+    origin = "lower" if radiological else "upper"
+    subtitles = subtitles or {}
+    for ax, (name, overlay) in zip(axes, layers):
+        ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin=origin)
         if overlay is not None:
             ax.imshow(np.ma.masked_equal(overlay.T, 0), cmap=cmap, vmin=0, vmax=len(class_names), alpha=0.55,
-                      origin="lower", interpolation="nearest")
-        ax.set_title(name)
-    for ax, (level, att) in zip(axes[3:], sorted(attention.items())):
-        ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin="lower")
-        im = ax.imshow(att.T, cmap="jet", vmin=0, vmax=1, alpha=0.5, origin="lower")
-        ax.set_title(f"attention level {level}")
+                      origin=origin, interpolation="nearest")
+        ax.set_title(name + (f"\n{subtitles[name]}" if subtitles.get(name) else ""), fontsize=9)
+    for ax, (key, att) in zip(axes[len(layers):], attention.items()):
+        ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin=origin)
+        im = ax.imshow(att.T, cmap="jet", vmin=0, vmax=1, alpha=0.5, origin=origin)
+        ax.set_title(f"attention level {key}" if isinstance(key, int) else str(key), fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     for ax in axes:
         if radiological:
             ax.invert_xaxis()
         ax.set_xticks([])
         ax.set_yticks([])
+    if radiological:  # say which side is which: the convention is easy to get wrong
+        for x, y, text, ha, va in ((0.02, 0.5, "R", "left", "center"), (0.98, 0.5, "L", "right", "center"),
+                                   (0.5, 0.98, "A", "center", "top"), (0.5, 0.02, "P", "center", "bottom")):
+            axes[0].text(x, y, text, transform=axes[0].transAxes, color="white", fontsize=9, ha=ha, va=va)
     legend = ", ".join(f"{c}: {name}" for c, name in zip(("yellow", "red", "blue", "green"), class_names))
     fig.suptitle(f"{title}   ({legend})" if title else legend, fontsize=9)
     fig.tight_layout()
