@@ -25,9 +25,8 @@ from pipeline.errors import PipelineError
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-#: the data fragment a checkpoint of each dimensionality needs when its bundle's inference.json has the other one
-DATA_FRAGMENTS = {2: "configs/data/shapes2d.json", 3: "configs/data/pancreas_ct.json"}
-BUNDLE_DIMS = {"unet": 2, "attn_unet": 3}
+#: the bundle whose inference.json (and data fragment) segments images of each dimensionality
+INFERENCE_BUNDLE = {2: "unet", 3: "attn_unet"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,15 +109,15 @@ def run_checkpoint(images: Sequence[str], args: argparse.Namespace, model_config
     returns its exit status (it prints its own one-line error)."""
     from pipeline.inference.cli import bundle_command
 
-    bundle = "attn_unet" if str(model_config["network"].get("_target_", "")).endswith("AttentionUNet") else "unet"
-    dims = int(model_config["spatial_dims"])
-    extra = [DATA_FRAGMENTS[dims]] if dims != BUNDLE_DIMS[bundle] else []
+    # inference.json rebuilds any checkpoint's network from its model_config.json: what differs between the two
+    # bundles' inference files is the data fragment (2D shapes: unet, 3D CT: attn_unet)
+    bundle = INFERENCE_BUNDLE[int(model_config["spatial_dims"])]
     with tempfile.TemporaryDirectory(prefix="figures_") as tmp:
         for image in images:  # only the chosen cases: a folder of links to them is the bundle's --input
             os.symlink(Path(image).resolve(), Path(tmp) / Path(image).name)
         cmd = bundle_command(argparse.Namespace(
             input=tmp, output=str(pred_dir), bundle=bundle, ckpt=args.ckpt, tta=False, save_probabilities=False,
-            save_attention=attention, series_uid=None, device=args.device, config=extra,
+            save_attention=attention, series_uid=None, device=args.device, config=[],
         ))
         logger.info("segmenting %d case(s) with bundles/%s/inference.json into %s", len(images), bundle, pred_dir)
         return subprocess.run(cmd, cwd=REPO).returncode

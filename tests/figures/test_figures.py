@@ -146,8 +146,8 @@ def test_bad_input_is_one_line_and_writes_nothing(ct_case, capsys):
 
 @pytest.mark.slow
 def test_figures_from_a_checkpoint_run_its_bundle(tmp_path):
-    """An Attention U-Net checkpoint on 2D images: the attn_unet bundle's inference.json with the shapes fragment
-    writes predictions and attention maps, and the figure has one panel per gated level."""
+    """An Attention U-Net checkpoint on 2D images: the 2D inference.json (unet bundle, shapes fragment) rebuilds it
+    from model_config.json and writes predictions and attention maps; one figure per chosen case."""
     from pipeline.data.shapes2d import make_shapes
     from pipeline.engines import network_config, save_model_config
     from pipeline.networks import AttentionUNet
