@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import sys
@@ -23,7 +24,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError, install_excepthook
 from pipeline.study.bundle_run import bundle_parser, run_sections
-from pipeline.study.design import END, REPO, START
+from pipeline.study.design import END, REPO, SPAWNED_AT, START
 
 
 def _finite(x: float) -> float | None:
@@ -106,8 +107,10 @@ def score(spec: dict[str, Any], pred_dir: Path, run_dir: Path, data: dict[str, A
     return metrics
 
 
-def run_one(spec: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-    """Train, predict and score one run; write and return its result."""
+def run_one(spec: dict[str, Any], job: dict[str, Any], startup_s: float = 0.0) -> dict[str, Any]:
+    """Train, predict and score one run; write and return its result. ``run_s`` is the run's own time plus
+    ``startup_s`` (the process start, charged to the first run of a job)."""
+    t_start = time.perf_counter()
     run_dir = Path(job["work"]) / "runs" / spec["run_id"]
     if run_dir.exists():  # left by an interrupted run of this study: start that run again
         shutil.rmtree(run_dir)
@@ -124,6 +127,7 @@ def run_one(spec: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
         (run_dir / "models" / "model.pt").unlink(missing_ok=True)
     result = {**{k: spec[k] for k in ("run_id", "part", "variant", "model", "arm", "seed")},
               "train_s": round(t1 - t0, 1), "infer_s": round(t2 - t1, 1), "score_s": round(t3 - t2, 1),
+              "run_s": round(t3 - t_start + startup_s, 1),
               "best_epoch": trained["best_epoch"], "best_val_dice": trained["best_val_dice"],
               "classes": trained["class_names"], "metrics": {k: _finite(float(v)) for k, v in metrics.items()},
               "overrides": spec["overrides"], "files": spec["train_files"]}
@@ -138,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(Path(args[0]).read_text())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stdout,
                         force=True)
+    spawned = float(os.environ.get(SPAWNED_AT, time.time()))
     for spec in job["runs"]:
         print(f"{START}{spec['run_id']}", flush=True)
-        run_one(spec, job)
+        run_one(spec, job, startup_s=max(0.0, time.time() - spawned))
+        spawned = time.time()
         print(f"{END}{spec['run_id']}", flush=True)
     return 0
 

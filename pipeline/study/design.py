@@ -21,6 +21,7 @@ UNET_2D, ATTN_2D = "bundles/unet/train.json", "bundles/attn_unet/train.json"
 SHAPES_FRAGMENT, CT_FRAGMENT = "configs/data/shapes2d.json", "configs/data/pancreas_ct.json"
 BOUNDARY_LOSS = "configs/loss/boundary_weighted.json"
 START, END = "STUDY start ", "STUDY end "  # the child's lines that tell the parent a run started, ended
+SPAWNED_AT = "PIPELINE_STUDY_SPAWNED_AT"  # environment: when the parent started the child (time.time())
 
 
 @dataclass(frozen=True)

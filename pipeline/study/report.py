@@ -112,19 +112,18 @@ def _timing_lines(rows: Sequence[dict]) -> list[str]:
 
 def _variant_section(rows: Sequence[dict], budget: Budget, variant: str) -> list[str]:
     size = budget.variants[variant]
-    head = "| model | depth | seeds | " + " | ".join(label for _, label in METRICS_2D) + " | objects s/m/l | train (s) |"
+    labels = " | ".join(label for _, label in METRICS_2D)
+    head = f"| model | depth | seeds | {labels} | objects s/m/l | train (s) |"
     lines = [f"### Data: `{variant}` ({size} x {size} px)", "", head, "|" + "---|" * (len(METRICS_2D) + 5)]
     for name in budget.models_2d:
         m = MODELS_2D[name]
         seeds = values(rows, "2d", variant, name, "recipe", "iou")
         cells = [fmt(list(values(rows, "2d", variant, name, "recipe", k).values()), k) for k, _ in METRICS_2D]
-        objects = "/".join(f"{np.mean(list(v.values())):.0f}" if (v := values(rows, "2d", variant, name, "recipe",
-                                                                               f"objects_{b}")) else "–"
-                           for b in ("small", "medium", "large"))
-        train = values(rows, "2d", variant, name, "recipe", "train_s")
-        lines.append(f"| {m.label} | {m.depth} | {len(seeds)} | " + " | ".join(cells) + f" | {objects} | "
-                     f"{np.mean(list(train.values())):.0f} |" if train else
-                     f"| {m.label} | {m.depth} | 0 | " + " | ".join(cells) + " | – | – |")
+        counts = [values(rows, "2d", variant, name, "recipe", f"objects_{b}") for b in ("small", "medium", "large")]
+        objects = "/".join(f"{np.mean(list(c.values())):.0f}" if c else "–" for c in counts)
+        train = list(values(rows, "2d", variant, name, "recipe", "train_s").values())
+        seconds = f"{np.mean(train):.0f}" if train else "–"
+        lines.append(f"| {m.label} | {m.depth} | {len(seeds)} | {' | '.join(cells)} | {objects} | {seconds} |")
     lines += ["", "Best against runner-up, and the context U-Net against the precision U-Net (difference = second "
               "column minus first; HD95: lower is better):", "",
               "| metric | best | runner-up | difference | | U-Net precision -> context | difference |",
@@ -135,8 +134,9 @@ def _variant_section(rows: Sequence[dict], budget: Budget, variant: str) -> list
                         reverse=key not in LOWER_IS_BETTER)
         if len(ranked) >= 2:
             best, second = ranked[0], ranked[1]
-            cmp = (f"{MODELS_2D[best].label} | {MODELS_2D[second].label} | {_delta(per_model[second], per_model[best], key)}"
-                   f" | {spread_verdict(per_model[best], per_model[second])}")
+            difference = _delta(per_model[second], per_model[best], key)
+            cmp = (f"{MODELS_2D[best].label} | {MODELS_2D[second].label} | {difference} | "
+                   f"{spread_verdict(per_model[best], per_model[second])}")
         else:
             cmp = "– | – | – | –"
         p, c = per_model.get("unet_precision", []), per_model.get("unet_context", [])
@@ -178,9 +178,9 @@ def _ct_section(rows: Sequence[dict], budget: Budget) -> list[str]:
     for name, m in MODELS_3D.items():
         per[name] = {k: list(values(rows, "3d", "pancreas", name, "recipe", k).values()) for k, _ in METRICS_3D}
         train = list(values(rows, "3d", "pancreas", name, "recipe", "train_s").values())
-        lines.append(f"| {m.label} | {len(per[name]['dice_pancreas'])} | " +
-                     " | ".join(fmt(per[name][k], k) for k, _ in METRICS_3D) +
-                     f" | {np.mean(train):.0f} |" if train else f"| {m.label} | 0 | " + " – |" * (len(METRICS_3D) + 1))
+        seconds = f"{np.mean(train):.0f}" if train else "–"
+        cells = " | ".join(fmt(per[name][k], k) for k, _ in METRICS_3D)
+        lines.append(f"| {m.label} | {len(per[name]['dice_pancreas'])} | {cells} | {seconds} |")
     a, u = per["attention_unet"], per["unet"]
     lines.append("| difference (attention - plain) | | " + " | ".join(
         f"{_delta(u[k], a[k], k)} ({spread_verdict(u[k], a[k]) if u[k] and a[k] else '–'})" for k, _ in METRICS_3D)
@@ -261,9 +261,11 @@ def panel_cases(data: dict[str, Any], n: int = 4) -> list[tuple[str, str]]:
     for path in sorted((Path(data["dir"]) / "labelsTs").glob("*.png")):
         index = int(path.stem.split("_")[-1])
         case = variant_case(data["variant"], data["seed"], index, data["size"])
-        areas = [int(a) for c in (1, 2) for a in np.bincount(ndimage.label(case.label == c, np.ones((3, 3)))[0].ravel())[1:]]
-        facts.append({"case": path.stem, "overlap": int((case.coverage >= 2).sum()), "gap": int(gap_mask(case.label).sum()),
-                      "small": -min(areas, default=10**9), "large": max(areas, default=0), "count": len(areas)})
+        parts = [ndimage.label(case.label == c, np.ones((3, 3)))[0] for c in (1, 2)]
+        areas = [int(a) for p in parts for a in np.bincount(p.ravel())[1:]]
+        facts.append({"case": path.stem, "overlap": int((case.coverage >= 2).sum()),
+                      "gap": int(gap_mask(case.label).sum()), "small": -min(areas, default=10**9),
+                      "large": max(areas, default=0), "count": len(areas)})
     chosen: list[tuple[str, str]] = []
     for key, why in (("overlap", "most overlap"), ("gap", "narrowest gaps"), ("small", "smallest object"),
                      ("large", "largest object"), ("count", "most objects")):
@@ -303,7 +305,8 @@ def plot_panels(out: Path, budget: Budget, data: dict[str, Any], work: Path) -> 
         axes[row, 0].set_ylabel(f"{case}\n({why})", fontsize=8)
         axes[row, 1].imshow(label, cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
         for col, name in enumerate(models, start=2):
-            pred_path = work / "runs" / "2d" / data["variant"] / name / f"seed{seed}" / "predictions" / f"{case}_seg.png"
+            run_dir = work / "runs" / "2d" / data["variant"] / name / f"seed{seed}"
+            pred_path = run_dir / "predictions" / f"{case}_seg.png"
             ax = axes[row, col]
             if pred_path.is_file():
                 pred = np.array(Image.open(pred_path))

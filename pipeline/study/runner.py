@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.study.design import END, FULL, PARTS, QUICK, REPO, START, Budget, RunSpec, plan_runs
+from pipeline.study.design import END, FULL, PARTS, QUICK, REPO, SPAWNED_AT, START, Budget, RunSpec, plan_runs
+from pipeline.study.report import write_markdown, write_report
 
 BASE_COLUMNS = ["run_id", "part", "variant", "model", "arm", "seed", "train_s", "infer_s", "score_s", "run_s",
                 "best_epoch", "best_val_dice"]
@@ -68,10 +69,9 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def result_row(result: dict[str, Any], run_s: float) -> dict[str, Any]:
+def result_row(result: dict[str, Any]) -> dict[str, Any]:
     """A ``runs.csv`` row from a child's ``result.json``."""
     row = {k: result[k] for k in BASE_COLUMNS if k in result}
-    row["run_s"] = round(run_s, 1)
     for k, v in result["metrics"].items():
         row[k] = "" if v is None else round(float(v), 5)
     row["finished"] = dt.datetime.now().isoformat(timespec="seconds")
@@ -123,8 +123,8 @@ def _data_dirs(budget: Budget, work: Path, runs: Sequence[RunSpec]) -> dict[str,
 
 def _job(budget: Budget, work: Path, data: dict, runs: Sequence[RunSpec], keep_checkpoints: bool) -> dict[str, Any]:
     """The child's job: the runs, their data, and one plan file per data set and network depth (planned once)."""
-    specs = [{**r.to_json(), "plan_file": str(work / "plans" / f"{r.variant}_{r.overrides.get('preset', 'standard')}.json")}
-             for r in runs]
+    specs = [{**r.to_json(), "plan_file": str(work / "plans" / f"{r.variant}_{r.overrides.get('preset', 'standard')}"
+                                                                ".json")} for r in runs]
     return {"work": str(work), "tolerance": TOLERANCE_PX, "data": data, "runs": specs,
             "keep_checkpoints": keep_checkpoints, "threads": 1 if budget.name == "quick" else None}
 
@@ -133,6 +133,7 @@ def _job(budget: Budget, work: Path, data: dict, runs: Sequence[RunSpec], keep_c
 class Progress:
     """What the parent knows while children run: the runs still to go, the rows so far, where rows go."""
 
+    budget: Budget
     total: int
     pending: list[RunSpec]
     rows: list[dict[str, Any]]
@@ -160,7 +161,7 @@ def _short(metrics: dict[str, Any]) -> str:
 
 def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progress) -> None:
     """Start a child on ``job_file``, echo its progress, append a row per finished run; raise if it fails."""
-    env = dict(os.environ)
+    env = dict(os.environ, **{SPAWNED_AT: repr(time.time())})
     if job.get("threads"):
         env["OMP_NUM_THREADS"] = str(job["threads"])
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.study.child", str(job_file)], cwd=REPO, env=env,
@@ -178,9 +179,10 @@ def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progr
             elif line.startswith(END):
                 run_id = line[len(END):].strip()
                 result = json.loads((Path(job["work"]) / "runs" / run_id / "result.json").read_text())
-                row = result_row(result, time.perf_counter() - started)
+                row = result_row(result)
                 _append_row(progress.csv_path, row)
                 progress.rows.append(row)
+                write_markdown(progress.csv_path.parent, progress.budget, progress.rows)  # partial results
                 progress.pending[:] = [p for p in progress.pending if p.run_id != run_id]
                 print(f"    done in {row['run_s']:.0f} s (training {result['train_s']:.0f} s): "
                       f"{_short(result['metrics'])}{progress.eta()}", flush=True)
@@ -209,6 +211,10 @@ def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progr
         print("\n".join(tail), file=sys.stderr)
         raise PipelineError(f"{current or job_file}: the run failed (exit code {rc}; log {log_path}); the finished "
                             f"runs are kept in {progress.csv_path}, rerun the same command to resume")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_study(out: str | Path, quick: bool = False, work: str | Path | None = None,
@@ -241,25 +247,18 @@ def run_study(out: str | Path, quick: bool = False, work: str | Path | None = No
     for sub in ("logs", "jobs"):
         (work / sub).mkdir(exist_ok=True)
     data = _data_dirs(budget, work, runs)
-    progress = Progress(len(runs), list(pending), rows, csv_path,
-                        {"2d": budget.epochs_2d, "ablation": budget.epochs_2d, "3d": budget.epochs_3d})
-    groups = [pending] if budget.name == "quick" else [[r] for r in pending]
-    for i, group in enumerate(g for g in groups if g):
-        job = _job(budget, work, data, group, keep_checkpoints)
-        job_file = work / "jobs" / f"job_{i}.json"
-        job_file.write_text(json.dumps(job, indent=1))
-        _run_job(job_file, job, work / "logs", progress)
-    from pipeline.study.report import write_report
-
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the running child as Ctrl-C does
+    try:
+        progress = Progress(budget, len(runs), list(pending), rows, csv_path,
+                            {"2d": budget.epochs_2d, "ablation": budget.epochs_2d, "3d": budget.epochs_3d})
+        groups = [pending] if budget.name == "quick" else [[r] for r in pending]
+        for i, group in enumerate(g for g in groups if g):
+            job = _job(budget, work, data, group, keep_checkpoints)
+            job_file = work / "jobs" / f"job_{i}.json"
+            job_file.write_text(json.dumps(job, indent=1))
+            _run_job(job_file, job, work / "logs", progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     path = write_report(out, budget, read_rows(csv_path), data, work)
     print(f"wrote {path}, {csv_path.name} and the plots in {out}", flush=True)
     return path
-
-
-def finite(value: Any) -> float | None:
-    """A CSV cell as a float, None when empty or not finite."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None

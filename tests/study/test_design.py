@@ -39,7 +39,8 @@ def test_full_study_trains_every_model_on_every_variant_with_three_seeds_at_one_
 
 def test_quick_study_still_trains_the_recipe_runs_its_ablations_are_compared_with():
     ids = [r.run_id for r in plan_runs(QUICK)]
-    assert ids.index("2d/precision/unet_standard/seed0") < ids.index("ablation/precision/unet_standard+boundary_loss/seed0")
+    arm = "ablation/precision/unet_standard+boundary_loss/seed0"
+    assert ids.index("2d/precision/unet_standard/seed0") < ids.index(arm)
     assert "2d/context/unet_context/seed0" in ids and len(plan_runs(QUICK, ("ablation",))) == 4
 
 
@@ -58,8 +59,9 @@ def _config(run) -> dict:
 
 def _loss_settings(parser) -> dict:
     loss = parser.get_parsed_content("segmentation_loss")
-    return {"type": type(loss).__name__, **{k: getattr(loss.dice, k) for k in ("squared_pred", "smooth_nr",
-            "smooth_dr", "include_background", "softmax")}, "lambda_dice": loss.lambda_dice, "lambda_ce": loss.lambda_ce}
+    keys = ("squared_pred", "smooth_nr", "smooth_dr", "include_background", "softmax")
+    dice = {k: getattr(loss.dice, k) for k in keys}
+    return {"type": type(loss).__name__, **dice, "lambda_dice": loss.lambda_dice, "lambda_ce": loss.lambda_ce}
 
 
 @pytest.mark.parametrize("plain, other, unread", [

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.__main__ import main
 from pipeline.study.design import QUICK, plan_runs
-from tests.bundles_util import REPO, assert_one_line_error
+from tests.bundles_util import REPO
 
 
 def _study(out, *extra) -> subprocess.CompletedProcess:
