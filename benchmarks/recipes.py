@@ -118,16 +118,11 @@ def curve_fields(task: Task) -> list[str]:
 def run_child(task: Task, recipe: str, seed: int, root: Path, dataset_dir: Path, extra: dict[str, object],
               files: list[str]) -> None:
     """Run one recipe in this process (called in a child): overrides applied after the fragments are expanded."""
-    from monai.bundle import ConfigParser
+    from pipeline.study.bundle_run import bundle_parser, run_sections
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stdout)
-    parser = ConfigParser()
-    parser.read_config([str(REPO / f) for f in files])
-    parser.resolve_macro_and_relative_ids()
-    parser.update({"bundle_root": str(root), "dataset_dir": str(dataset_dir), "seed": seed,
-                   **task.recipes[recipe], **extra})
-    for section in ("initialize", "run", "finalize"):
-        parser.get_parsed_content(section)
+    run_sections(bundle_parser([REPO / f for f in files], {"bundle_root": str(root), "dataset_dir": str(dataset_dir),
+                                                            "seed": seed, **task.recipes[recipe], **extra}))
 
 
 def parse_curve(log: str, start: dt.datetime) -> list[dict[str, float]]:
