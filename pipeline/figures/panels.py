@@ -73,11 +73,11 @@ def body_box(image: np.ndarray, margin: float = 0.05) -> tuple[slice, slice]:
 
 def dice_text(pred: np.ndarray, label: np.ndarray, class_names: Sequence[str]) -> str:
     """``"organ 0.812, lesion n/a"``: Dice per class; a class the label lacks is not scored (n/a, as in the
-    evaluation tables) and is marked "predicted" when the prediction has it (false positives)."""
+    evaluation tables) and is marked "(FP)" when the prediction has it (false positives only)."""
     dice = case_dice(pred, label, class_names)
     parts = []
     for c, (name, value) in enumerate(dice.items(), start=1):
-        note = " (not in label, predicted)" if math.isnan(value) and (pred == c).any() else ""
+        note = " (FP)" if math.isnan(value) and (pred == c).any() else ""
         parts.append(f"{name} {_fmt(value)}{note}")
     return ", ".join(parts)
 
@@ -109,7 +109,7 @@ def case_figure(
         box = body_box(image[..., z]) if float(image.min()) <= CT_AIR_HU else (slice(None), slice(None))
         pick = lambda a: a[box + (z,)]  # noqa: E731
         if label is not None:
-            subtitles["prediction"] = "slice Dice " + dice_text(pick(pred), pick(label), class_names)
+            subtitles["prediction"] = "slice Dice: " + dice_text(pick(pred), pick(label), class_names)
     else:
         pick = lambda a: a  # noqa: E731
     if label is not None:

@@ -6,6 +6,7 @@ the most foreground, overlays the classes and adds the Attention U-Net's gate co
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def panel_figure(
         if overlay is not None:
             ax.imshow(np.ma.masked_equal(overlay.T, 0), cmap=cmap, vmin=0, vmax=len(class_names), alpha=0.55,
                       origin=origin, interpolation="nearest")
-        ax.set_title(name + (f"\n{subtitles[name]}" if subtitles.get(name) else ""), fontsize=9)
+        sub = textwrap.fill(subtitles[name], 44) if subtitles.get(name) else ""
+        ax.set_title(name + (f"\n{sub}" if sub else ""), fontsize=9)
     for ax, (key, att) in zip(axes[len(layers):], attention.items()):
         ax.imshow(image.T, cmap="gray", vmin=lo, vmax=hi, origin=origin)
         im = ax.imshow(att.T, cmap="jet", vmin=0, vmax=1, alpha=0.5, origin=origin)

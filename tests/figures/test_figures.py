@@ -75,7 +75,7 @@ def test_titles_carry_the_dice_per_class(ct_case):
     # lesion: predicted where the label has none, which the evaluation does not score (NaN); the title says so
     assert dice["organ"] == pytest.approx(0.5) and np.isnan(dice["lesion"])
     _, title = case_figure(arrays, "case_a", ["organ", "lesion"])
-    assert "case Dice organ 0.500, lesion n/a (not in label, predicted)" in title
+    assert "case Dice organ 0.500, lesion n/a (FP)" in title
     # a class in neither map is not scored either: plain n/a
     missed = np.zeros_like(arrays.pred)
     assert case_dice(missed, arrays.label, ["organ", "lesion"])["organ"] == 0.0  # a missed class scores 0
