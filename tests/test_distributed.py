@@ -1,6 +1,7 @@
 """torchrun on CPU with gloo, as a user runs it: two processes train the unet bundle on tiny shapes (both ranks
 step, one set of outputs, the validation Dice equals a single-process evaluation of the checkpoint), and two
-torchrun "nodes" on 127.0.0.1 joined by a c10d rendezvous train attn_unet on tiny CT phantoms."""
+torchrun "nodes" on 127.0.0.1 joined by a c10d rendezvous train attn_unet (on the 2D shapes fragment: the same
+multi_gpu_train.json path as on CT, in a third of the time)."""
 import json
 import os
 import re
@@ -11,14 +12,13 @@ import sys
 import pytest
 import torch
 
-from pipeline.data.phantom import make_pancreas_dataset
 from pipeline.data.shapes2d import make_shapes
 from tests.bundles_util import REPO, assert_ok, bundle
 
 pytestmark = pytest.mark.slow
 
 UNET = ["bundles/unet/train.json", "bundles/unet/multi_gpu_train.json"]
-ATTN = ["bundles/attn_unet/train.json", "bundles/attn_unet/multi_gpu_train.json"]
+ATTN = ["bundles/attn_unet/train.json", "configs/data/shapes2d.json", "bundles/attn_unet/multi_gpu_train.json"]
 # float32 and one validation case per batch: the ranks and the single-process evaluation then run the same kernels
 SMALL = {"epochs": 2, "val_interval": 1, "batch_size": 4, "preset": "precision", "base_width": 8, "amp": "float32",
          "val_batch_size": 1}
@@ -106,11 +106,10 @@ def _free_port() -> int:
 
 
 def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
-    make_pancreas_dataset(tmp_path / "data", n=4, n_test=0, seed=5, scale=4)
+    make_shapes(tmp_path / "data", n=12, seed=4, size=32, val_fraction=0.2)
     out = tmp_path / "bundle"
     port = _free_port()
-    tiny = {"epochs": 1, "val_interval": 1, "patch_size": "[32,32,16]", "target_spacing": "[8,8,12]",
-            "val_fraction": 0.5, "base_width": 8, "hd95": False, "amp": "float32"}
+    tiny = {"epochs": 1, "val_interval": 1, "batch_size": 4, "base_width": 8, "amp": "float32"}
     nodes = [
         _torchrun(["--nnodes=2", "--nproc_per_node=1", f"--node_rank={r}", "--rdzv_backend=c10d",
                    f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=pipeline-test"], ATTN, dataset_dir=tmp_path / "data",

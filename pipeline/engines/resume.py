@@ -205,11 +205,11 @@ class EpochCheckpointSaver:
             tmp.unlink(missing_ok=True)
 
 
-def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any], epochs: int,
+def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | None, epochs: int,
                       epoch_length: int | None = None) -> str:
     """The latest ``checkpoint_epoch=N.pt`` of ``ckpt_dir`` once it is known to suit this run; otherwise a one-line
     PipelineError (none there, unreadable or truncated, another network or data fragment, past ``epochs``, epochs
-    of another length). Nothing is written."""
+    of another length). Nothing is written. ``model_config`` / ``epoch_length`` None: those checks are skipped."""
     found = epoch_checkpoints(ckpt_dir)
     if not found:
         raise PipelineError(
@@ -217,8 +217,8 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any], epo
             "train without --resume true"
         )
     _, path = found[-1]
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # mmap: only the parts read below come from disk, so checking a large checkpoint twice costs little
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # truncated zip, not a torch file, unpickling refused ...
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise PipelineError(
@@ -236,7 +236,8 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any], epo
             f"{path}: written by another run than the {MODEL_CONFIG} beside it describes (a later run started in "
             "this folder); train without --resume true"
         )
-    check_model_config(ckpt_dir, model_config)
+    if model_config is not None:
+        check_model_config(ckpt_dir, model_config)
     epoch = int(ckpt["run"]["epoch"])
     if epoch > int(epochs):
         raise PipelineError(f"{path}: the checkpoint is at epoch {epoch}, past --epochs {epochs}; raise --epochs")
@@ -248,6 +249,15 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any], epo
         )
     logger.info("resuming from %s (epoch %d of %d)", path, epoch, int(epochs))
     return str(path)
+
+
+def check_resume(resume: bool | str, ckpt_dir: str | Path, epochs: int) -> None:
+    """With ``--resume true``, refuse a folder without a readable checkpoint before anything is built or written
+    (the ``initialize`` step); ``resume_loader`` checks again with the network, data fragment and epoch length."""
+    from pipeline.engines.determinism import flag
+
+    if flag(resume, "resume"):
+        resume_checkpoint(ckpt_dir, None, epochs)
 
 
 def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Path, model_config: Mapping[str, Any],
@@ -267,6 +277,7 @@ __all__ = [
     "RNGState",
     "RunRecord",
     "SyncedDiskSaver",
+    "check_resume",
     "epoch_checkpoints",
     "resume_checkpoint",
     "resume_loader",
