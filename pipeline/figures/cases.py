@@ -109,9 +109,6 @@ def image_dims(path: str | Path) -> int:
     return len(shape)
 
 
-def _file_with_suffix(folder: Path, cid: str, suffix: str) -> Path | None:
-    found = [p for name, p in image_files(folder).items() if case_id(name) == cid + suffix]
-    return found[0] if found else None
 
 
 def figure_cases(cases: Sequence[dict], pred_dir: str | Path, spatial_dims: int) -> list[FigureCase]:
@@ -120,15 +117,16 @@ def figure_cases(cases: Sequence[dict], pred_dir: str | Path, spatial_dims: int)
     folder = Path(pred_dir)
     if not folder.is_dir():
         raise PipelineError(f"{folder}: prediction folder not found")
+    by_id = {case_id(name): p for name, p in image_files(folder).items()}
     out = []
     for c in cases:
         image = Path(c["image"])
         cid = case_id(image)
-        pred = _file_with_suffix(folder, cid, PRED_SUFFIX)
+        pred = by_id.get(cid + PRED_SUFFIX)
         if pred is None:
             raise PipelineError(f"{folder}: no prediction {cid}{PRED_SUFFIX}.* for {image}")
         label = Path(c["label"]) if c.get("label") else None
-        attention = _file_with_suffix(folder, cid, ATTENTION_SUFFIX)
+        attention = by_id.get(cid + ATTENTION_SUFFIX)
         ref = read_header(image)
         shape = tuple(ref.spatial_shape) + tuple(ref.extra_shape)
         while len(shape) > spatial_dims and shape[-1] == 1:  # a 2D NIfTI is (x, y, 1)
