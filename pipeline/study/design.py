@@ -113,7 +113,7 @@ FULL = Budget(
 QUICK = Budget(
     name="quick", seeds=(0,), variants={"shapes": 64, "context": 64, "precision": 64}, n_images=30,
     epochs_2d=1, val_interval_2d=1, batch_size_2d=8,
-    models_2d=("fcn", "unet_precision"), ablations=tuple(ABLATIONS),
+    models_2d=("fcn", "unet_precision", "attention_unet"), ablations=tuple(ABLATIONS),
     ct_cases=3, ct_test_cases=1, ct_scale=4.0, epochs_3d=1, val_interval_3d=1,
     ct_overrides={"patch_size": [32, 32, 16], "target_spacing": [4.0, 4.0, 6.0]},
 )
