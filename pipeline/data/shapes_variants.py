@@ -30,7 +30,6 @@ from scipy import ndimage
 from pipeline.data.msd import MSDCase, MSDDataset, png_bytes, write_msd_dataset
 from pipeline.data.shapes2d import (
     KIND_LABEL,
-    MIN_CONTRAST,
     ShapeSpec,
     _draw_intensity,
     make_shapes,
