@@ -124,9 +124,9 @@ def _variant_section(rows: Sequence[dict], budget: Budget, variant: str) -> list
         train = list(values(rows, "2d", variant, name, "recipe", "train_s").values())
         seconds = f"{np.mean(train):.0f}" if train else "–"
         lines.append(f"| {m.label} | {m.depth} | {len(seeds)} | {' | '.join(cells)} | {objects} | {seconds} |")
-    lines += ["", "Best against runner-up, and the context U-Net against the precision U-Net (difference = second "
-              "column minus first; HD95: lower is better):", "",
-              "| metric | best | runner-up | difference | | U-Net precision -> context | difference |",
+    lines += ["", "Best against runner-up (difference: best minus runner-up), and the context U-Net against the "
+              "precision U-Net (difference: context minus precision); HD95: lower is better.", "",
+              "| metric | best | runner-up | difference | | context minus precision | |",
               "|---|---|---|---|---|---|---|"]
     for key, label in METRICS_2D:
         per_model = {n: list(values(rows, "2d", variant, n, "recipe", key).values()) for n in budget.models_2d}
@@ -152,7 +152,8 @@ def _ablation_section(rows: Sequence[dict], budget: Budget) -> list[str]:
         what = {"boundary_loss": "boundary-weighted loss (w0 = 10, sigma = 5 px, class-balanced w_c) instead of DiceCE",
                 "no_elastic": "elastic deformation off (the recipe has it on, p = 0.2)"}[arm]
         lines += [f"### {what}: {MODELS_2D[a.model].label} on `{a.variant}`", "", f"Why there: {a.why}.", "",
-                  "| metric | recipe | ablation | difference | per seed | |", "|---|---|---|---|---|---|"]
+                  "| metric | recipe | ablation | difference (ablation - recipe) | per seed | |",
+                  "|---|---|---|---|---|---|"]
         for key, label in METRICS_2D:
             base = values(rows, "2d", a.variant, a.model, "recipe", key)
             test = values(rows, "ablation", a.variant, a.model, arm, key)
