@@ -32,6 +32,7 @@ GENERIC_METRICS = ["iou", "dice", "bf1", "hd95", "recall", "overlap_iou", "gap_a
                    "iou_large", "objects_small", "objects_medium", "objects_large"]
 TAIL_COLUMNS = ["finished", "overrides", "files"]
 TOLERANCE_PX = 2.0  # boundary F1 tolerance
+OUTPUTS = ("runs.csv", "results.md", "metrics_vs_depth.png", "variants.png")  # and panels_<variant>.png
 VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- .*val_mean_dice: ([-\d.]+)")
 TRAIN_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- train_loss: ([-\d.eE+]+)")
 
@@ -84,6 +85,11 @@ def _check_design(out: Path, budget: Budget) -> None:
     """Record the budget in ``study.json``; refuse a folder started with another one."""
     record = out / "study.json"
     design = {"budget": budget.fingerprint(), "boundary_f1_tolerance_px": TOLERANCE_PX}
+    if not record.exists():
+        ours = [p.name for p in sorted(out.glob("*")) if p.name in OUTPUTS or re.fullmatch(r"panels_\w+\.png", p.name)]
+        if ours:
+            raise PipelineError(f"{out}: holds {', '.join(ours)} but no study.json, so it is not a study's folder; "
+                                "give another --out (nothing was overwritten)")
     if record.is_file():
         try:
             old = json.loads(record.read_text())

@@ -75,6 +75,14 @@ def test_a_folder_started_with_another_budget_is_refused_in_one_line(tmp_path, c
     assert sorted(p.name for p in out.iterdir()) == ["study.json"]  # nothing generated, nothing overwritten
 
 
+def test_a_folder_with_results_but_no_study_record_is_left_alone(tmp_path, capsys):
+    (tmp_path / "results.md").write_text("someone's notes")
+    assert main(["study", "--out", str(tmp_path), "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds results.md but no study.json" in err[0]
+    assert (tmp_path / "results.md").read_text() == "someone's notes" and not (tmp_path / "study.json").exists()
+
+
 def test_unknown_part_is_a_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pipeline", "study", "--out", str(tmp_path / "s"), "--parts", "4d"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
