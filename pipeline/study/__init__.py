@@ -2,12 +2,6 @@
 2D shapes variants, ablations of the boundary-weighted loss and of elastic deformation, and the 3D Attention U-Net
 against the plain U-Net on CT phantoms. ``python -m pipeline study --out DIR [--quick]``; see ``docs/study.md``."""
 from pipeline.study.design import ABLATIONS, FULL, MODELS_2D, MODELS_3D, QUICK, Budget, RunSpec, plan_runs
+from pipeline.study.runner import run_study
 
 __all__ = ["ABLATIONS", "FULL", "MODELS_2D", "MODELS_3D", "QUICK", "Budget", "RunSpec", "plan_runs", "run_study"]
-
-
-def run_study(*args, **kwargs):  # noqa: ANN002, ANN003 - the runner's signature
-    """``pipeline.study.runner.run_study`` (imported on first use: the runner pulls in the bundle machinery)."""
-    from pipeline.study.runner import run_study as run
-
-    return run(*args, **kwargs)
