@@ -9,8 +9,10 @@ the most slices is used unless ``series_uid`` names another, and the log says wh
 """
 from __future__ import annotations
 
+import contextlib
+import locale
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +36,24 @@ logger = logging.getLogger(__name__)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+@contextlib.contextmanager
+def keep_locale() -> Iterator[None]:
+    """Restore the process locale after SimpleITK/GDCM calls: GDCM sets the C locale while it converts DICOM values
+    and leaves it so, after which Python decodes child processes' output as ASCII."""
+    saved = locale.setlocale(locale.LC_ALL, None)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def dicom_series(folder: str | Path) -> dict[str, list[str]]:
     """SeriesInstanceUID -> sorted slice files of every DICOM series GDCM can read in ``folder`` (not recursive)."""
     import SimpleITK as sitk
 
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in uids}
+    with keep_locale():
+        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in uids}
 
 
 def select_series(folder: str | Path, series_uid: str | None = None, log: bool = False) -> tuple[str, list[str]]:
@@ -101,12 +115,13 @@ class SimpleITKReader(ImageReader):
 
         path = str(data[0] if isinstance(data, (list, tuple)) else data)
         try:
-            if Path(path).is_dir():
-                _, files = select_series(path, self.series_uid)
-                reader = sitk.ImageSeriesReader()
-                reader.SetFileNames(files)
-                return reader.Execute()
-            return sitk.ReadImage(path)
+            with keep_locale():
+                if Path(path).is_dir():
+                    _, files = select_series(path, self.series_uid)
+                    reader = sitk.ImageSeriesReader()
+                    reader.SetFileNames(files)
+                    return reader.Execute()
+                return sitk.ReadImage(path)
         except RuntimeError as e:  # SimpleITK's errors are RuntimeErrors with a multi-line ITK message
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             raise PipelineError(f"{path}: unreadable by SimpleITK ({lines[-1] if lines else e})") from None
@@ -150,7 +165,8 @@ def _layout(path: Path, series_uid: str | None) -> tuple[int, int, tuple[int, ..
         reader = sitk.ImageFileReader()
         reader.SetFileName(files[0])
         try:
-            reader.ReadImageInformation()
+            with keep_locale():
+                reader.ReadImageInformation()
         except RuntimeError:
             raise PipelineError(f"{files[0]}: unreadable DICOM slice") from None
         size = tuple(int(s) for s in reader.GetSize()[:2]) + (len(files),)

@@ -119,6 +119,8 @@ def write_dicom_series(folder: Path, hu, affine, series_uid: str, study_uid: str
     import numpy as np
     import SimpleITK as sitk
 
+    from pipeline.inference.sources import keep_locale
+
     folder.mkdir(parents=True, exist_ok=True)
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
@@ -141,5 +143,6 @@ def write_dicom_series(folder: Path, hu, affine, series_uid: str, study_uid: str
         }.items():
             s.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"series{series_uid.rsplit('.', 1)[-1]}_{k:03d}.dcm"))
-        writer.Execute(s)
+        with keep_locale():  # GDCM leaves the C locale behind when it converts the float slices
+            writer.Execute(s)
     return folder

@@ -2,6 +2,7 @@
 back on the scan's own grid for flipped, oblique, anisotropic NIfTI files and a DICOM series; probabilities and
 attention maps in the same space; ensembles average; TTA is flip-equivariant; a TorchScript file predicts as the
 eager network; no data set is needed."""
+import locale
 import logging
 import shutil
 
@@ -76,8 +77,10 @@ def test_nifti_label_maps_come_back_on_the_scans_grid_without_a_data_set(scans, 
 
 def test_dicom_series_largest_by_default_or_chosen_by_uid(scans, tmp_path, caplog):
     root, hu, organ, affines, ckpt = scans
+    before = locale.setlocale(locale.LC_ALL, None)
     with caplog.at_level(logging.INFO):
         run_inference(input=root / "dicom", ckpt_dir=ckpt, output_dir=tmp_path / "a")
+    assert locale.setlocale(locale.LC_ALL, None) == before  # GDCM's C locale would make child output ASCII-only
     assert f"DICOM series {SERIES_14} (14 slices)" in caplog.text and SERIES_6 in caplog.text
     pred = tmp_path / "a" / "predictions" / "dicom_seg.nii.gz"
     _same_geometry(_sitk_geometry(pred), _sitk_geometry(root / "dicom"))  # the series' geometry as SimpleITK reads it
