@@ -18,7 +18,7 @@ def pipeline_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     proc = pipeline_cli("--help")
     assert proc.returncode == 0
-    for command in ("make-shapes", "make-pancreas", "check-data"):
+    for command in ("make-shapes", "make-pancreas", "check-data", "plan", "evaluate", "predict", "figures", "study"):
         assert command in proc.stdout
 
 
