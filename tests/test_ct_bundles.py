@@ -33,6 +33,12 @@ def test_unet_bundle_with_ct_fragment_trains_3d(phantoms):
     assert (out / "models" / "model.pt").is_file()
     line = next(ln for ln in proc.stdout.splitlines() if "Epoch[1] Metrics" in ln and "val_" in ln)
     assert "val_dice_pancreas" in line and "val_hd95_pancreas" in line  # tumour: only when the case has one
+    # the 3D inference.json (attn_unet's) rebuilds the plain U-Net from the checkpoint folder (README)
+    image = next((phantoms / "data" / "imagesTs").glob("*.nii.gz"))
+    assert_ok(bundle("run", ["bundles/attn_unet/inference.json"], input=image, ckpt_dir=out / "models",
+                     output_dir=out / "infer", progress=False))
+    pred = nib.load(out / "infer" / "predictions" / image.name.replace(".nii.gz", "_seg.nii.gz"))
+    assert pred.shape == nib.load(image).shape
 
 
 @pytest.fixture(scope="module")
