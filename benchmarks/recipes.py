@@ -52,7 +52,7 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     "epochs_60": {"epochs": 60},
     # the plan's intensity normalisation, recorded but not followed by default: its CT window (the foreground's
     # 0.5/99.5 HU percentiles, much narrower than the soft-tissue window) or nnU-Net's clip + z-score
-    "plan_window": {"epochs": 60, "hu_window": "$@plan['intensity']['hu_window']"},
+    "plan_window": {"epochs": 60, "hu_window": [-51, 89]},  # what the plan chooses on the default phantoms
     "zscore": {"epochs": 60, "intensity_mode": "zscore"},
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
@@ -107,6 +107,8 @@ TASKS = {
                    "generation."),
 }
 VAL_LINE = re.compile(r"^(\S+ \S+) - INFO - Epoch\[(\d+)\] Metrics -- (.*val_mean_dice.*)$", re.M)
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) - ", re.M)
+TRAIN_FINISHED = "data wait: "  # the trainer's last line (DataWaitReport at COMPLETED)
 DATA_WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time")
 
 
@@ -231,6 +233,9 @@ def main() -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: the task's folder under /tmp)")
     ap.add_argument("--out", default=None, help="results folder (default: the task's folder in benchmarks/results)")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--reuse-training", action="store_true",
+                    help="a run whose training finished (model.pt, a complete train.log) but whose evaluation failed "
+                         "is evaluated again without retraining; its time comes from the log's timestamps")
     ap.add_argument("--run-child", nargs=3, metavar=("RECIPE", "SEED", "ROOT"), help=argparse.SUPPRESS)
     ap.add_argument("--child-data", help=argparse.SUPPRESS)
     ap.add_argument("--child-extra", default="{}", help=argparse.SUPPRESS)
@@ -269,13 +274,19 @@ def main() -> int:
             log_file = root / "train.log"
             cmd = child_command(args.task, recipe, seed, root, data_sets[0], extra, [f"{task.bundle}/train.json"])
             print(f"{recipe} seed {seed}: training ({log_file})", flush=True)
-            start = dt.datetime.now()
-            t0 = time.perf_counter()
-            with log_file.open("w") as f:
-                proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-            wall = time.perf_counter() - t0
-            if proc.returncode:
-                raise SystemExit(f"{recipe} seed {seed} failed, see {log_file}")
+            finished = log_file.is_file() and TRAIN_FINISHED in log_file.read_text()
+            if args.reuse_training and finished and (root / "models" / "model.pt").is_file():
+                stamps = [dt.datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f") for m in STAMP.findall(log_file.read_text())]
+                start, wall = stamps[0], (stamps[-1] - stamps[0]).total_seconds()
+                print(f"{recipe} seed {seed}: training found finished in {log_file}, evaluating it", flush=True)
+            else:
+                start = dt.datetime.now()
+                t0 = time.perf_counter()
+                with log_file.open("w") as f:
+                    proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+                wall = time.perf_counter() - t0
+                if proc.returncode:
+                    raise SystemExit(f"{recipe} seed {seed} failed, see {log_file}")
             log = log_file.read_text()
             curve = parse_curve(log, start)
             scores = [evaluate(args.task, recipe, seed, root, d, extra, root / f"eval_{d.name}.log") for d in data_sets]
