@@ -5,6 +5,7 @@ multi_gpu_train.json path as on CT, in a third of the time)."""
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def _torchrun(launcher: list[str], config: list[str], timeout: int = 300, **over
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
     env = {**os.environ, "PIPELINE_LOG_ALL_RANKS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: a timeout kills the workers too
 
 
 def _tensorboard_scalars(folder) -> dict[str, float]:
@@ -105,6 +107,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _communicate(proc: subprocess.Popen, group: list[subprocess.Popen], timeout: int = 240) -> str:
+    """The process's log; on a timeout every process of the group is killed and the test fails with their logs."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        for p in group:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        tails = [(p.communicate()[0] or "")[-3000:] for p in group]
+        pytest.fail(f"torchrun did not finish in {timeout} s; logs:\n" + "\n-----\n".join(tails))
+
+
 def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
     make_shapes(tmp_path / "data", n=12, seed=4, size=32, val_fraction=0.2)
     out = tmp_path / "bundle"
@@ -112,11 +126,14 @@ def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
     tiny = {"epochs": 1, "val_interval": 1, "batch_size": 4, "base_width": 8, "amp": "float32"}
     nodes = [
         _torchrun(["--nnodes=2", "--nproc_per_node=1", f"--node_rank={r}", "--rdzv_backend=c10d",
-                   f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=pipeline-test"], ATTN, dataset_dir=tmp_path / "data",
+                   f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=pipeline-test",
+                   # the address rank 0's node publishes for the workers' store; without it the node's FQDN, which
+                   # a CI container may not resolve (the other node's worker then waits for it forever)
+                   "--local-addr=127.0.0.1"], ATTN, dataset_dir=tmp_path / "data",
                   bundle_root=out, **tiny)
         for r in (0, 1)
     ]
-    logs = [p.communicate(timeout=300)[0] for p in nodes]
+    logs = [_communicate(p, nodes) for p in nodes]
     for p, log in zip(nodes, logs):
         assert p.returncode == 0, log[-4000:]
     joined = "\n".join(logs)
