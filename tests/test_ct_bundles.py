@@ -141,7 +141,7 @@ def test_inference_needs_only_the_checkpoint_folder_and_the_input(attn_trained, 
 
 def test_inference_refuses_preprocessing_that_differs_from_training(attn_trained, phantoms, tmp_path):
     out, _ = attn_trained
-    proc = bundle("run", ["bundles/attn_unet/inference.json", "configs/data/pancreas_ct.json"],
+    proc = bundle("run", ["bundles/attn_unet/inference.json"],
                   input_dir=phantoms / "data" / "imagesTs", ckpt_dir=out / "models", output_dir=tmp_path,
                   target_spacing="[2,2,3]")
     assert_one_line_error(proc, "target_spacing", "[4, 4, 6]")

@@ -87,15 +87,18 @@ def checkpoint_plan(ckpt_dir: str | Path, device: str = "auto") -> dict[str, Any
     """The planned values a trained model was trained with, from its ``model_config.json`` (evaluation uses these).
 
     Evaluating on another data set must prepare the data as training did, not plan for the new data: target
-    spacing, patch size and strides come from the checkpoint folder; num_workers from this machine; batch size 1.
+    spacing, patch size, strides and the CT intensity window come from the checkpoint folder; num_workers from this
+    machine; batch size 1.
     A folder without ``model_config.json`` is a one-line PipelineError.
     """
     from pipeline.engines.model_config import read_model_config
 
     config = read_model_config(ckpt_dir)
     workers, _ = planned_workers(machine_profile(device))
+    data = config.get("data") or {}
     return {
-        "target_spacing": (config.get("data") or {}).get("target_spacing"),
+        "target_spacing": data.get("target_spacing"),
+        "intensity": {"hu_window": data.get("hu_window")},
         "patch_size": config["patch_size"],
         "strides": config["network"].get("strides"),
         "batch_size": 1,
