@@ -34,13 +34,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 
 
 class LossTurningNaN(torch.nn.Module):
-    """A training loss that becomes NaN after ``finite_calls`` calls (for the non-finite-loss guard's test)."""
+    """A training loss that becomes NaN after ``finite_calls`` calls (for the non-finite-loss guard's test); with
+    ``only_rank``, only in that torch.distributed rank."""
 
-    def __init__(self, loss: torch.nn.Module, finite_calls: int = 1) -> None:
+    def __init__(self, loss: torch.nn.Module, finite_calls: int = 1, only_rank: int | None = None) -> None:
         super().__init__()
-        self.loss, self.finite_calls, self.calls = loss, finite_calls, 0
+        self.loss, self.finite_calls, self.calls, self.only_rank = loss, finite_calls, 0, only_rank
 
     def forward(self, *args: object) -> torch.Tensor:
         self.calls += 1
         value = self.loss(*args)
-        return value if self.calls <= self.finite_calls else value * float("nan")
+        here = self.only_rank is None or torch.distributed.get_rank() == self.only_rank
+        return value if self.calls <= self.finite_calls or not here else value * float("nan")

@@ -143,3 +143,19 @@ def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
     assert sorted(p.name for p in (out / "models").iterdir()) == ["checkpoint_epoch=1.pt", "model.pt",
                                                                   "model_config.json"]
     assert (out / "plan.json").is_file()
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tmp_path):
+    """Only rank 1's loss turns NaN: rank 0 stops at the same iteration with its own one-line error instead of
+    waiting for rank 1 in the next gradient all-reduce (which only the launcher's teardown would end)."""
+    make_shapes(tmp_path / "data", n=12, seed=4, size=32, val_fraction=0.2)
+    deep_supervision = {"_target_": "DeepSupervisionLoss", "loss": "@segmentation_loss", "weight_mode": "exp"}
+    nan_on_rank_1 = {"_target_": "tests.bundles_util.LossTurningNaN", "loss": deep_supervision, "finite_calls": 1,
+                     "only_rank": 1}
+    proc = _torchrun(["--standalone", "--nproc_per_node=2", "--tee", "3"], UNET, dataset_dir=tmp_path / "data",
+                     bundle_root=tmp_path / "bundle", **{**SMALL, "loss": json.dumps(nan_on_rank_1)})
+    log = _communicate(proc, [proc])
+    assert proc.returncode != 0
+    stopped = r"\]:.*error: training stopped at epoch 1, iteration 2: "
+    assert re.search(r"\[default1" + stopped + "the loss became nan", log), log[-3000:]
+    assert re.search(r"\[default0" + stopped + "the loss of another process became non-finite", log), log[-3000:]

@@ -4,12 +4,19 @@ ignite's ``TerminateOnNan`` stops the engine, but a MONAI handler list calls ``a
 terminated run still exits 0 with a checkpoint in place. This wrapper attaches itself, remembers where the loss went
 non-finite, and ``raise_if_stopped`` (run after ``trainer.run()``) turns that into a PipelineError. The interrupted
 epoch never completes, so validation and the best-checkpoint saver do not run on the broken weights.
+
+Under torch.distributed the ranks agree first (one all-reduce of a flag per iteration): a rank whose own loss stayed
+finite stops at the same iteration as the one whose loss did not, instead of waiting for it in the next gradient
+all-reduce until the process group times out.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 from ignite.handlers import TerminateOnNan
 from pipeline.errors import PipelineError
@@ -19,6 +26,17 @@ from pipeline.handlers.progress import engine_loss
 def _loss(output: Any) -> Any:
     loss = engine_loss(output)
     return output if loss is None else loss
+
+
+def _any_rank(flag: bool) -> bool:
+    """``flag`` or-ed over the ranks of a torch.distributed run (``flag`` itself in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    backend = dist.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 class NonFiniteLossGuard(TerminateOnNan):
@@ -36,7 +54,9 @@ class NonFiniteLossGuard(TerminateOnNan):
     def __call__(self, engine: Engine) -> None:
         already = engine.should_terminate
         super().__call__(engine)
-        if engine.should_terminate and not already:
+        if _any_rank(engine.should_terminate and not already):
+            if not engine.should_terminate:  # this rank's loss was finite: stop with the others
+                engine.terminate()
             loss = self._output_transform(engine.state.output)
             value = float(loss.detach().float().mean()) if hasattr(loss, "detach") else float(loss)
             self.stopped_at = (engine.state.epoch, engine.state.iteration, value)
@@ -46,8 +66,10 @@ class NonFiniteLossGuard(TerminateOnNan):
         if self.stopped_at is None:
             return
         epoch, iteration, value = self.stopped_at
+        what = f"the loss became {value} (non-finite)" if not math.isfinite(value) else (
+            "the loss of another process became non-finite")
         kept = f"; the best checkpoint in {self.ckpt_dir} was left as it was" if self.ckpt_dir else ""
         raise PipelineError(
-            f"training stopped at epoch {epoch}, iteration {iteration}: the loss became {value} (non-finite); "
+            f"training stopped at epoch {epoch}, iteration {iteration}: {what}; "
             f"lower --learning_rate or check the data with `python -m pipeline check-data`{kept}"
         )
