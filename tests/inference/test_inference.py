@@ -19,6 +19,7 @@ from tests.inference.helpers import (
     ct_network,
     dice,
     oblique_affine,
+    parser_for,
     run_inference,
     write_checkpoint,
     write_dicom_series,
@@ -182,3 +183,51 @@ def test_2d_bundle_writes_pngs_on_the_inputs_grid(tmp_path):
     for i, size in enumerate([(48, 40), (64, 64)]):
         with Image.open(tmp_path / "out" / "predictions" / f"s{i}_seg.png") as im:
             assert im.size == size and set(np.unique(np.asarray(im))) <= {0, 1, 2}
+
+
+def test_switches_given_as_false_on_the_command_line_are_off(tmp_path):
+    """`--tta false` reaches the config as the string "false" (fire keeps unknown words as strings): it must not
+    switch TTA on, nor the other switches."""
+    from pipeline.networks import UNet
+
+    torch.manual_seed(0)
+    ckpt = write_checkpoint(tmp_path / "ckpt", UNet(2, 1, 3, preset="standard", base_width=4).eval(), spatial_dims=2)
+    off = {k: "false" for k in ("tta", "save_attention", "save_probabilities", "progress")}
+    parser = parser_for("unet", ckpt_dir=ckpt, device="cpu", **off)
+    network = parser.get_parsed_content("network")
+    assert network.flips == [()] and network.attention is False
+    assert parser.get_parsed_content("infer#save_probabilities") == []
+    assert parser.get_parsed_content("infer#save_attention") == []
+    with pytest.raises(Exception) as err:  # MONAI wraps it; the command line prints the cause as one line
+        parser_for("unet", ckpt_dir=ckpt, device="cpu", tta="maybe").get_parsed_content("network")
+    assert "--tta 'maybe' is not a switch" in str(err.value.__cause__)
+
+
+def test_predict_picks_the_inference_json_of_the_checkpoints_data(tmp_path):
+    import argparse
+
+    from pipeline.inference.cli import bundle_command
+    from pipeline.networks import UNet
+
+    two_d = write_checkpoint(tmp_path / "2d", UNet(2, 1, 3, preset="standard", base_width=4), spatial_dims=2)
+    three_d = write_checkpoint(tmp_path / "3d", ct_network())
+    for ckpt, bundle in ((two_d, "unet"), (three_d / "model.pt", "attn_unet"), (None, "attn_unet")):
+        args = argparse.Namespace(input=str(tmp_path), output=str(tmp_path / "out"), bundle=None,
+                                  ckpt=[str(ckpt)] if ckpt else None, tta=False, save_probabilities=False,
+                                  save_attention=False, series_uid=None, device=None)
+        cmd = bundle_command(args)
+        assert cmd[cmd.index("--config_file") + 1] == repr([f"bundles/{bundle}/inference.json"])
+
+
+def test_a_scan_thinner_than_the_mirror_border_is_segmented(scans, tmp_path):
+    """Two slices, fewer than the border (patch_size // 8 = 2 per side): torch's reflect padding refuses that;
+    numpy's symmetric padding repeats the mirror."""
+    root, _, _, _, ckpt = scans
+    hu, organ = (a[:, :, 6:8] for a in ct_like_volume((40, 34, 14)))  # two slices through the organ
+    affine = oblique_affine(spacing=(2.0, 2.0, 3.0))
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(hu, affine), tmp_path / "in" / "slab.nii.gz")
+    run_inference(input=tmp_path / "in", ckpt_dir=ckpt, output_dir=tmp_path / "out")
+    pred = nib.load(tmp_path / "out" / "predictions" / "slab_seg.nii.gz")
+    assert pred.shape == hu.shape and np.allclose(pred.affine, affine, atol=1e-5)
+    assert dice(np.asarray(pred.dataobj) == 1, organ) > 0.8
