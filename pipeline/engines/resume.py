@@ -238,9 +238,21 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | No
         )
     if model_config is not None:
         check_model_config(ckpt_dir, model_config)
+    if model_config is not None:
+        saved_split = _plain_split(json.loads(saved_config).get("split"))
+        if saved_split != _plain_split(model_config.get("split")):
+            raise PipelineError(
+                f"{path}: trained on another split ({saved_split}; this run: {_plain_split(model_config.get('split'))}"
+                "): resume with its --seed, --val_fraction, --num_folds and --fold, or cases it trained on would be "
+                "validated"
+            )
     epoch = int(ckpt["run"]["epoch"])
-    if epoch > int(epochs):
-        raise PipelineError(f"{path}: the checkpoint is at epoch {epoch}, past --epochs {epochs}; raise --epochs")
+    planned = ckpt["trainer"].get("max_epochs")
+    if planned is not None and int(planned) != int(epochs):
+        raise PipelineError(
+            f"{path}: that run was planned for --epochs {int(planned)} (its learning-rate schedule ends there), this "
+            f"one for {epochs}: resume with --epochs {int(planned)}"
+        )
     saved_length = ckpt["trainer"].get("epoch_length")
     if epoch_length is not None and saved_length is not None and int(saved_length) != int(epoch_length):
         raise PipelineError(
@@ -251,13 +263,41 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | No
     return str(path)
 
 
+def _plain_split(split: Any) -> dict[str, str]:
+    """A split's settings as text (a value from the command line and one from JSON compare equal)."""
+    return {str(k): str(v) for k, v in dict(split or {}).items()}
+
+
+def refuse_interrupted(ckpt_dir: str | Path) -> None:
+    """A run without ``--resume`` would replace the full checkpoint of an interrupted run in ``ckpt_dir`` at the
+    end of its first epoch: refuse in one line while that checkpoint can still be resumed (a finished run's last
+    checkpoint, or an unreadable one, is replaced as before)."""
+    found = epoch_checkpoints(ckpt_dir)
+    if not found:
+        return
+    _, path = found[-1]
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        epoch, planned = int(ckpt["run"]["epoch"]), int(ckpt["trainer"]["max_epochs"])
+    except Exception:  # unreadable or not ours: nothing a resume could use
+        return
+    if epoch < planned:
+        raise PipelineError(
+            f"{path}: a run stopped at epoch {epoch} of {planned} can be resumed from this folder; add --resume true "
+            "to go on, or delete the file (or choose another --bundle_root) to train afresh"
+        )
+
+
 def check_resume(resume: bool | str, ckpt_dir: str | Path, epochs: int) -> None:
     """With ``--resume true``, refuse a folder without a readable checkpoint before anything is built or written
-    (the ``initialize`` step); ``resume_loader`` checks again with the network, data fragment and epoch length."""
+    (the ``initialize`` step); ``resume_loader`` checks again with the network, data fragment and epoch length.
+    Without it, refuse to overwrite the checkpoint of an interrupted run (``refuse_interrupted``)."""
     from pipeline.engines.determinism import flag
 
     if flag(resume, "resume"):
         resume_checkpoint(ckpt_dir, None, epochs)
+    else:
+        refuse_interrupted(ckpt_dir)
 
 
 def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Path, model_config: Mapping[str, Any],
@@ -265,6 +305,14 @@ def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Pat
     """MONAI's CheckpointLoader for the latest checkpoint (checked by ``resume_checkpoint``), attached to ``trainer``
     to load ``state`` when the run starts."""
     path = resume_checkpoint(ckpt_dir, model_config, trainer.state.max_epochs, trainer.state.epoch_length)
+    scheduler = state.get("lr_scheduler")
+    if hasattr(scheduler, "base_lrs"):  # the optimizer and schedule come back from the file: a new rate would not
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["lr_scheduler"].get("base_lrs")
+        if saved is not None and not np.allclose(saved, scheduler.base_lrs, rtol=1e-6, atol=0):
+            raise PipelineError(
+                f"{path}: trained with learning rate {saved[0]:g}, this run asks for {scheduler.base_lrs[0]:g}: "
+                "resume with the rate it was trained with"
+            )
     loader = CheckpointLoader(load_path=path, load_dict=dict(state), map_location=map_location)
     loader.attach(trainer)
     return loader
@@ -279,6 +327,7 @@ __all__ = [
     "SyncedDiskSaver",
     "check_resume",
     "epoch_checkpoints",
+    "refuse_interrupted",
     "resume_checkpoint",
     "resume_loader",
     "training_state",

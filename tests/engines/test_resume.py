@@ -123,12 +123,45 @@ def test_resume_refuses_another_network_or_data_fragment(tmp_path):
         resume_checkpoint(tmp_path, other_data, epochs=3)
 
 
-def test_resume_refuses_past_epochs_and_other_epoch_length_and_a_foreign_model_config(tmp_path):
+def test_resume_refuses_other_epochs_and_other_epoch_length_and_a_foreign_model_config(tmp_path):
     _train(tmp_path, epochs=2)
-    with pytest.raises(PipelineError, match="past --epochs 1"):
-        resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=1)
+    for epochs in (1, 3):  # the cosine schedule was laid out for 2: a longer run would climb back up after it
+        with pytest.raises(PipelineError, match=f"planned for --epochs 2 .*, this one for {epochs}: resume with "):
+            resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=epochs)
     with pytest.raises(PipelineError, match="its epochs had 3 iterations, this run's have 5"):
-        resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=3, epoch_length=5)
+        resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=2, epoch_length=5)
     save_model_config(tmp_path, {**MODEL_CONFIG, "data": {"hu_window": [0, 1]}})  # a later run started here
     with pytest.raises(PipelineError, match="written by another run"):
         resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=3)
+
+
+def test_resume_refuses_another_split_or_learning_rate(tmp_path):
+    config = {**MODEL_CONFIG, "split": {"val_fraction": 0.2, "num_folds": 0, "fold": 0, "seed": 0}}
+    trainer = _trainer(2)
+    save_model_config(tmp_path, config)
+    EpochCheckpointSaver(tmp_path, _state(trainer, tmp_path)).attach(trainer)
+    trainer.run()
+    resume_checkpoint(tmp_path, {**config, "split": {k: str(v) for k, v in config["split"].items()}}, epochs=2)
+    with pytest.raises(PipelineError, match="trained on another split .*resume with its --seed"):
+        resume_checkpoint(tmp_path, {**config, "split": {**config["split"], "seed": 1}}, epochs=2)
+    other = _trainer(2)
+    for group in other.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = 5e-3
+    other.lr_scheduler.base_lrs = [5e-3]
+    with pytest.raises(PipelineError, match="trained with learning rate 0.01, this run asks for 0.005"):
+        resume_loader(other, _state(other, tmp_path), tmp_path, config)
+
+
+def test_a_fresh_run_refuses_to_replace_an_interrupted_runs_checkpoint(tmp_path):
+    from pipeline.engines import check_resume
+
+    _train(tmp_path / "cut", epochs=4, stop_after=2)
+    path = tmp_path / "cut" / "checkpoint_epoch=2.pt"
+    before = path.read_bytes()
+    with pytest.raises(PipelineError, match="stopped at epoch 2 of 4 can be resumed .*add --resume true"):
+        check_resume("false", tmp_path / "cut", epochs=4)
+    assert path.read_bytes() == before
+    check_resume("true", tmp_path / "cut", epochs=4)  # the resume itself is allowed
+    _train(tmp_path / "done", epochs=2)
+    check_resume(False, tmp_path / "done", epochs=2)  # a finished run's last checkpoint is replaced as before
+    check_resume(False, tmp_path / "empty", epochs=2)
