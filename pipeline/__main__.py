@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="segment scans with a bundle's inference.json (nnU-Net-style alias)")
     r.add_argument("-i", "--input", required=True, help="an image file, a folder of images or a DICOM series folder")
     r.add_argument("-o", "--output", required=True, help="folder for the label maps (and probabilities/attention)")
-    r.add_argument("--bundle", default="attn_unet", choices=("attn_unet", "unet"), help="default attn_unet")
+    r.add_argument("--bundle", default=None, choices=("attn_unet", "unet"),
+                   help="whose inference.json (default: by the checkpoint's data, 3D attn_unet, 2D unet; either one "
+                        "runs any network)")
     r.add_argument("--ckpt", nargs="+", default=None,
                    help="checkpoint folder(s) or model file(s) (model.pt / model.ts); several = an ensemble")
     r.add_argument("--tta", action="store_true", help="flip test-time augmentation (2^dims passes)")
@@ -55,8 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--save-attention", action="store_true", help="also write the attention maps (AttentionUNet)")
     r.add_argument("--series-uid", default=None, help="DICOM: the SeriesInstanceUID to segment (default: most slices)")
     r.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
-    r.add_argument("--config", nargs="+", default=(), metavar="FILE",
-                   help="data fragment(s) the checkpoint was trained with, if not the bundle's default")
     t = sub.add_parser("study", help="the context-vs-precision study: models x data variants x seeds, ablations, 3D")
     t.add_argument("--out", required=True, help="results folder (runs.csv, results.md, plots); rerun to resume")
     t.add_argument("--quick", action="store_true", help="tiny data, 1 seed, 1 epoch: checks the machinery")

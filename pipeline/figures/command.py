@@ -25,8 +25,6 @@ from pipeline.errors import PipelineError
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-#: the bundle whose inference.json (and data fragment) segments images of each dimensionality
-INFERENCE_BUNDLE = {2: "unet", 3: "attn_unet"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,7 +105,7 @@ def run_checkpoint(images: Sequence[str], args: argparse.Namespace, model_config
                    attention: bool, pred_dir: Path) -> int:
     """Segment ``images`` with the bundle's inference.json into ``pred_dir`` (a child process, as ``predict``);
     returns its exit status (it prints its own one-line error)."""
-    from pipeline.inference.cli import bundle_command
+    from pipeline.inference.cli import INFERENCE_BUNDLE, bundle_command
 
     # inference.json rebuilds any checkpoint's network from its model_config.json: what differs between the two
     # bundles' inference files is the data fragment (2D shapes: unet, 3D CT: attn_unet)
@@ -117,7 +115,7 @@ def run_checkpoint(images: Sequence[str], args: argparse.Namespace, model_config
             os.symlink(Path(image).resolve(), Path(tmp) / Path(image).name)
         cmd = bundle_command(argparse.Namespace(
             input=tmp, output=str(pred_dir), bundle=bundle, ckpt=args.ckpt, tta=False, save_probabilities=False,
-            save_attention=attention, series_uid=None, device=args.device, config=[],
+            save_attention=attention, series_uid=None, device=args.device,
         ))
         logger.info("segmenting %d case(s) with bundles/%s/inference.json into %s", len(images), bundle, pred_dir)
         return subprocess.run(cmd, cwd=REPO).returncode

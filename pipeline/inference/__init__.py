@@ -19,6 +19,7 @@ _WHERE = {
     "load_networks": "models",
     "CaseLog": "outputs",
     "ProbabilitiesToLabeld": "outputs",
+    "check_outputs": "outputs",
     "with_progress": "outputs",
     "LoadScand": "sources",
     "SimpleITKReader": "sources",

@@ -32,9 +32,30 @@ def _checkpoints(paths: list[str]) -> tuple[str | list[str], str | None]:
     return (dirs[0] if len(dirs) == 1 else dirs), (files.pop() if files else None)
 
 
+#: the bundle whose inference.json (and data fragment) prepares images of each dimensionality: either one rebuilds
+#: whatever network a checkpoint names, so the data, not the network, chooses
+INFERENCE_BUNDLE = {2: "unet", 3: "attn_unet"}
+
+
+def inference_bundle(ckpt: list[str] | None) -> str:
+    """The bundle for a checkpoint: by the ``spatial_dims`` of its model_config.json (attn_unet without --ckpt,
+    whose default checkpoint folder is its own)."""
+    if not ckpt:
+        return "attn_unet"
+    from pipeline.engines.model_config import read_model_config
+
+    folder = Path(ckpt[0]).expanduser()
+    config = read_model_config(folder.parent if folder.is_file() else folder)
+    dims = config.get("spatial_dims")
+    if dims not in INFERENCE_BUNDLE:
+        raise PipelineError(f"{folder}: model_config.json gives spatial_dims {dims!r}; expected 2 or 3")
+    return INFERENCE_BUNDLE[dims]
+
+
 def bundle_command(args: argparse.Namespace) -> list[str]:
     """The ``python -m monai.bundle run`` command line that ``predict`` stands for."""
-    configs = [f"bundles/{args.bundle}/inference.json", *args.config]
+    bundle = args.bundle or inference_bundle(args.ckpt)
+    configs = [f"bundles/{bundle}/inference.json"]
     output = str(Path(args.output).expanduser().resolve())
     keys: dict[str, object] = {"input": str(Path(args.input).expanduser().resolve()), "output_dir": output,
                                "pred_dir": output}
@@ -65,4 +86,4 @@ def predict(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, cwd=REPO).returncode
 
 
-__all__ = ["bundle_command", "predict"]
+__all__ = ["INFERENCE_BUNDLE", "bundle_command", "inference_bundle", "predict"]

@@ -72,8 +72,9 @@ def check_data_fragment(ckpt_dirs: Sequence[str | Path], spatial_dims: int, data
             net = str((config.get("network") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
             raise PipelineError(
                 f"{path}: a {saved_dims}D {net} checkpoint trained with data keys {sorted(saved_keys) or 'none'}, but "
-                f"this inference config's data fragment is {spatial_dims}D with {sorted(data_state) or 'none'}: use the "
-                "bundle that trained it, or add its data fragment (e.g. configs/data/shapes2d.json) to --config_file"
+                f"this inference config's data fragment is {spatial_dims}D with {sorted(data_state) or 'none'}: run it "
+                "through the inference.json of its data (3D CT: bundles/attn_unet, 2D images: bundles/unet; either "
+                "rebuilds any network)"
             )
 
 

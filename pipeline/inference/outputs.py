@@ -20,6 +20,8 @@ from ignite.engine import Engine, Events
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from pipeline.errors import PipelineError
+
 logger = logging.getLogger(__name__)
 
 
@@ -90,6 +92,35 @@ class CaseLog:
             logger.info("segmented %d case(s) in %.1f s", len(self._times), sum(self._times))
 
 
+def check_outputs(cases: list[Mapping[str, Any]], pred_dir: str | Path, pred_ext: str) -> None:
+    """Refuse, in one line and before any case runs, outputs that would overwrite an input or each other.
+
+    Predictions are ``<pred_dir>/<name>_seg<pred_ext>`` (and ``_prob``/``_attention``), ``<name>`` being the file
+    name without its extension as MONAI's SaveImaged takes it. Refused: ``pred_dir`` being a folder that holds
+    inputs (a label ``case_seg.nii.gz`` beside ``case.nii.gz`` would be overwritten, and a later run would take the
+    predictions for scans), and two inputs giving one output name (``case.nii`` and ``case.nii.gz``).
+    """
+    from monai.data.utils import create_file_basename
+
+    out = Path(pred_dir).expanduser().resolve()
+    seen: dict[str, str] = {}
+    for case in cases:
+        image = case["image"][0] if isinstance(case["image"], (list, tuple)) else case["image"]
+        source = Path(str(image)).expanduser().resolve()
+        if source == out or (source.parent == out and not source.is_dir()):  # a DICOM folder's parent is fine
+            raise PipelineError(
+                f"{out}: the predictions would be written beside the input {source.name} (over files such as its "
+                "label, and taken for inputs by the next run): choose another --output_dir"
+            )
+        name = create_file_basename("seg", str(source), str(out), separate_folder=False, makedirs=False)
+        if name in seen:
+            raise PipelineError(
+                f"{source} and {seen[name]} would both be written to {name}{pred_ext}: rename one of them or "
+                "segment them separately"
+            )
+        seen[name] = str(source)
+
+
 def with_progress(inferer: Any, progress: bool = True) -> Any:
     """``inferer`` with MONAI's per-case sliding-window progress bar switched on (a no-op for other inferers)."""
     if hasattr(inferer, "progress"):
@@ -97,4 +128,4 @@ def with_progress(inferer: Any, progress: bool = True) -> Any:
     return inferer
 
 
-__all__ = ["CaseLog", "ProbabilitiesToLabeld", "with_progress"]
+__all__ = ["CaseLog", "ProbabilitiesToLabeld", "check_outputs", "with_progress"]

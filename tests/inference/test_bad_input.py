@@ -79,6 +79,29 @@ def test_4d_or_2d_image_given_to_the_3d_bundle(setup, out, tmp_path, shape, prob
     assert line.startswith(f"{bad}: {problem}") and "takes 3D images with 1 channel" in line
 
 
+def test_predictions_beside_the_inputs_or_two_inputs_with_one_output_name(setup, tmp_path):
+    """A label case_seg.nii.gz beside case.nii.gz would be overwritten by case's prediction: refused, the folder
+    untouched; so are two scans whose predictions would share one name."""
+    root, hu, affine, ckpt = setup
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    nib.save(nib.Nifti1Image(hu, affine), scans / "case.nii.gz")
+    (scans / "case_seg.nii.gz").write_bytes(b"the user's label")
+    with pytest.raises(Exception) as info:
+        run_inference(input=scans / "case.nii.gz", ckpt_dir=ckpt, output_dir=tmp_path, pred_dir=scans)
+    line = str(_find_pipeline_error(info.value))
+    assert "predictions would be written beside the input case.nii.gz" in line and "--output_dir" in line
+    assert (scans / "case_seg.nii.gz").read_bytes() == b"the user's label"
+    assert sorted(p.name for p in scans.iterdir()) == ["case.nii.gz", "case_seg.nii.gz"]
+    (scans / "case_seg.nii.gz").unlink()
+    nib.save(nib.Nifti1Image(hu, affine), scans / "case.nii")
+    with pytest.raises(Exception) as info:
+        run_inference(input=scans, ckpt_dir=ckpt, output_dir=tmp_path / "out")
+    line = str(_find_pipeline_error(info.value))
+    assert "case.nii" in line and "would both be written to" in line and "case_seg.nii.gz" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_checkpoint_of_the_other_network(setup, out, tmp_path):
     from pipeline.networks import UNet
 
