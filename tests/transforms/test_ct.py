@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import nibabel as nib
@@ -54,7 +55,9 @@ def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
 
 
 def _fragment_postprocess(name, **overrides):
-    parser = ConfigParser()
+    importlib.import_module("pipeline.engines")  # the bundles import it for their fragments (configs/engine/*.json)
+
+    parser = ConfigParser(globals={"monai": "monai", "torch": "torch", "numpy": "numpy", "pipeline": "pipeline"})
     parser.read_config(str(REPO / "configs/data" / f"{name}.json"))
     parser.update(overrides)
     return Compose(parser.get_parsed_content("data#postprocess"))
