@@ -206,7 +206,7 @@ class EpochCheckpointSaver:
 
 
 def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | None, epochs: int,
-                      epoch_length: int | None = None) -> str:
+                      epoch_length: int | None = None, learning_rates: list[float] | None = None) -> str:
     """The latest ``checkpoint_epoch=N.pt`` of ``ckpt_dir`` once it is known to suit this run; otherwise a one-line
     PipelineError (none there, unreadable or truncated, another network or data fragment, past ``epochs``, epochs
     of another length). Nothing is written. ``model_config`` / ``epoch_length`` None: those checks are skipped."""
@@ -238,7 +238,6 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | No
         )
     if model_config is not None:
         check_model_config(ckpt_dir, model_config)
-    if model_config is not None:
         saved_split = _plain_split(json.loads(saved_config).get("split"))
         if saved_split != _plain_split(model_config.get("split")):
             raise PipelineError(
@@ -258,6 +257,14 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | No
         raise PipelineError(
             f"{path}: its epochs had {saved_length} iterations, this run's have {epoch_length} (another batch size, "
             "split or number of processes); resume with the settings it was trained with"
+        )
+    saved_lrs = ckpt["lr_scheduler"].get("base_lrs") if isinstance(ckpt["lr_scheduler"], Mapping) else None
+    if learning_rates is not None and saved_lrs is not None and \
+            not np.allclose(saved_lrs, learning_rates, rtol=1e-6, atol=0):
+        # the optimizer and schedule come back from the file: a new rate would be ignored
+        raise PipelineError(
+            f"{path}: trained with learning rate {saved_lrs[0]:g}, this run asks for {learning_rates[0]:g}: "
+            "resume with the rate it was trained with"
         )
     logger.info("resuming from %s (epoch %d of %d)", path, epoch, int(epochs))
     return str(path)
@@ -304,15 +311,9 @@ def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Pat
                   map_location: Any = None) -> CheckpointLoader:
     """MONAI's CheckpointLoader for the latest checkpoint (checked by ``resume_checkpoint``), attached to ``trainer``
     to load ``state`` when the run starts."""
-    path = resume_checkpoint(ckpt_dir, model_config, trainer.state.max_epochs, trainer.state.epoch_length)
-    scheduler = state.get("lr_scheduler")
-    if hasattr(scheduler, "base_lrs"):  # the optimizer and schedule come back from the file: a new rate would not
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["lr_scheduler"].get("base_lrs")
-        if saved is not None and not np.allclose(saved, scheduler.base_lrs, rtol=1e-6, atol=0):
-            raise PipelineError(
-                f"{path}: trained with learning rate {saved[0]:g}, this run asks for {scheduler.base_lrs[0]:g}: "
-                "resume with the rate it was trained with"
-            )
+    lrs = getattr(state.get("lr_scheduler"), "base_lrs", None)
+    path = resume_checkpoint(ckpt_dir, model_config, trainer.state.max_epochs, trainer.state.epoch_length,
+                             learning_rates=list(lrs) if lrs is not None else None)
     loader = CheckpointLoader(load_path=path, load_dict=dict(state), map_location=map_location)
     loader.attach(trainer)
     return loader

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
+import ignite.distributed as idist
 from ignite.engine import Engine, Events
 from ignite.handlers import TerminateOnNan
 from pipeline.errors import PipelineError
@@ -29,14 +29,11 @@ def _loss(output: Any) -> Any:
 
 
 def _any_rank(flag: bool) -> bool:
-    """``flag`` or-ed over the ranks of a torch.distributed run (``flag`` itself in a single process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    """``flag`` or-ed over the ranks of a torch.distributed run (``flag`` itself in a single process); ignite's
+    ``idist.all_reduce`` picks the device the backend needs (CUDA for nccl)."""
+    if idist.get_world_size() == 1:
         return flag
-    backend = dist.get_backend()
-    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return bool(idist.all_reduce(torch.tensor([float(flag)]), op="MAX").item() > 0)
 
 
 class NonFiniteLossGuard(TerminateOnNan):
