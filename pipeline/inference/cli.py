@@ -44,9 +44,9 @@ def inference_bundle(ckpt: list[str] | None) -> str:
         return "attn_unet"
     from pipeline.engines.model_config import read_model_config
 
-    folder = Path(ckpt[0]).expanduser()
-    config = read_model_config(folder.parent if folder.is_file() else folder)
-    dims = config.get("spatial_dims")
+    dirs, _ = _checkpoints(ckpt)
+    folder = dirs if isinstance(dirs, str) else dirs[0]
+    dims = read_model_config(folder).get("spatial_dims")
     if dims not in INFERENCE_BUNDLE:
         raise PipelineError(f"{folder}: model_config.json gives spatial_dims {dims!r}; expected 2 or 3")
     return INFERENCE_BUNDLE[dims]
