@@ -28,6 +28,7 @@ from pipeline.engines.model_config import (
     read_model_config,
     save_model_config,
 )
+from pipeline.engines.placement import place, resolve_memory_format
 from pipeline.engines.precision import (
     AutocastInferer,
     Precision,
@@ -73,12 +74,14 @@ __all__ = [
     "network_config",
     "network_from_config",
     "per_process_workers",
+    "place",
     "Precision",
     "rank",
     "rank_zero_handlers",
     "read_model_config",
     "release_ranks",
     "resolve_device",
+    "resolve_memory_format",
     "resolve_precision",
     "resume_checkpoint",
     "resume_loader",

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from ignite.engine import Engine
 from monai.data import DistributedSampler
 
+from pipeline.engines.placement import place
 from pipeline.errors import PipelineError
 from pipeline.handlers.case_metrics import CaseMetricsHandler
 
@@ -147,10 +148,11 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     return network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
 
 
-def wrap_ddp(network: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
-    """``network`` on ``device`` inside DistributedDataParallel (gradients averaged over the ranks)."""
+def wrap_ddp(network: torch.nn.Module, device: str | torch.device, memory_format: str = "auto") -> torch.nn.Module:
+    """``network`` placed on ``device`` (``place``) inside DistributedDataParallel (gradients averaged over the
+    ranks)."""
     device = torch.device(device)
-    network = network.to(device)
+    network = place(network, device, memory_format)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(network, device_ids=ids, output_device=ids[0] if ids else None)
 

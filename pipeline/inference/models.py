@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.data.datalist import short_error
+from pipeline.engines.placement import place
 from pipeline.engines.model_config import FILENAME, POSTPROCESSING_KEYS, network_from_config, read_model_config
 from pipeline.errors import PipelineError
 
@@ -120,7 +121,7 @@ def load_network(ckpt_dir: str | Path, model_file: str = "model.pt", device: str
             f"{Path(ckpt_dir) / FILENAME} describes ({detail})"
         )
     net.load_state_dict(state)
-    return net.eval().to(device)
+    return place(net.eval(), device)
 
 
 def load_networks(

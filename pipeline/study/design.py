@@ -2,8 +2,9 @@
 
 Every run is a bundle recipe as a user runs it (``bundles/<name>/train.json`` plus fragments, then the bundle's
 ``inference.json`` on the test split), with the same study-wide overrides for every model of a comparison: the
-number of epochs, the validation interval, the batch size and the learning rate. The budget is equal in epochs
-(the same number of gradient steps on the same images), not in wall-clock time: the CPU is shared and its speed
+number of epochs, the validation interval, the batch size, the learning rate and the base width (16 channels,
+``STUDY_WIDTH``, which the CT recipe's CPU default of 8 would otherwise change for the 3D and attention models).
+The budget is equal in epochs (the same number of gradient steps on the same images), not in wall-clock time: the CPU is shared and its speed
 varies, so equal seconds would not be reproducible, and the time each model took is reported beside its scores.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 UNET_2D, ATTN_2D = "bundles/unet/train.json", "bundles/attn_unet/train.json"
 SHAPES_FRAGMENT, CT_FRAGMENT = "configs/data/shapes2d.json", "configs/data/pancreas_ct.json"
 BOUNDARY_LOSS = "configs/loss/boundary_weighted.json"
+STUDY_WIDTH = 16  # every network of the study, as in docs/study_results (the report's widths start at 16 too)
 START, END = "STUDY start ", "STUDY end "  # the child's lines that tell the parent a run started, ended
 SPAWNED_AT = "PIPELINE_STUDY_SPAWNED_AT"  # environment: when the parent started the child (time.time())
 
@@ -175,7 +177,7 @@ def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:
     lr_2d = _bundle_value(UNET_2D, "learning_rate")  # the shapes recipe's, for every 2D network
     lr_3d = _bundle_value(ATTN_2D, "learning_rate")  # the CT recipe's, for both 3D networks
     common_2d = {"epochs": budget.epochs_2d, "val_interval": budget.val_interval_2d,
-                 "batch_size": budget.batch_size_2d, "learning_rate": lr_2d}
+                 "batch_size": budget.batch_size_2d, "learning_rate": lr_2d, "base_width": STUDY_WIDTH}
     if "2d" in parts:
         for variant in budget.variants:
             for name in budget.models_2d:
@@ -197,7 +199,7 @@ def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:
                                     INFER_2D, {**common_2d, **m.overrides, **extra}))
     if "3d" in parts:
         common_3d = {"epochs": budget.epochs_3d, "val_interval": budget.val_interval_3d, "learning_rate": lr_3d,
-                     **budget.ct_overrides}
+                     "base_width": STUDY_WIDTH, **budget.ct_overrides}
         for name, m in MODELS_3D.items():
             for seed in budget.seeds:
                 runs.append(RunSpec("3d", "pancreas", name, "recipe", seed, m.train_files, INFER_3D,
