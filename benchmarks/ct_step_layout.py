@@ -1,13 +1,14 @@
-"""Where the CT recipe's compute goes, and whether channels-last memory pays (issue 14, "How").
+"""Where the CT recipe's compute goes, and which memory format pays at which width (issue 14, "How").
 
-The default attn_unet network (the planned CT recipe: standard preset, width 16, strides [[2,2,1],[2,2,2],[2,2,2]],
-deep supervision) timed in the bundle's precision (bfloat16 autocast on a CPU that runs it natively), interleaved
-so that a shared, noisy machine slows every variant alike:
+The attn_unet network of the planned CT recipe (standard preset, strides [[2,2,1],[2,2,2],[2,2,2]], deep
+supervision) at base width 16 (the former default) and 8 (the default) timed in the bundle's precision (bfloat16
+autocast on a CPU that runs it natively), interleaved so that a shared, noisy machine slows every variant alike:
 
 - train step (forward + deep-supervised DiceCE + backward + AdamW) on a batch of 4 crops 64x64x32 (2 cases x 2
-  crops, the recipe's batch), in contiguous (NCDHW) and channels-last-3d (NDHWC) memory format;
+  crops, the recipe's batch), in contiguous (NCDHW) and channels-last-3d (NDHWC) memory format, which
+  ``memory_format=auto`` chooses between (pipeline/engines/placement.py);
 - validation forward passes of one resampled validation phantom (about 177 x 139 x 43 voxels) through the sliding
-  window, with the training patch as window and with larger windows (fewer windows, less overlap recomputed).
+  window (default network, its auto format), with the training patch as window and with larger windows.
 
     python benchmarks/ct_step_layout.py [--repeats 5] [--out benchmarks/results/ct_step_layout.md]
 """
@@ -26,7 +27,7 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_header, quoted_argv  # noqa: E402
 
-from pipeline.engines import resolve_precision  # noqa: E402
+from pipeline.engines import place, resolve_memory_format, resolve_precision  # noqa: E402
 from pipeline.networks import AttentionUNet  # noqa: E402
 
 STRIDES = [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
@@ -34,9 +35,13 @@ PATCH = (64, 64, 32)
 VOLUME = (177, 139, 43)
 
 
-def network(channels_last: bool) -> torch.nn.Module:
+WIDTHS = (16, 8)
+DEFAULT_WIDTH = 8
+
+
+def network(width: int, channels_last: bool) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = AttentionUNet(3, 1, 3, preset="standard", base_width=16, strides=STRIDES, deep_supervision=True,
+    net = AttentionUNet(3, 1, 3, preset="standard", base_width=width, strides=STRIDES, deep_supervision=True,
                         num_side_outputs=2)
     return net.to(memory_format=torch.channels_last_3d) if channels_last else net
 
@@ -78,39 +83,43 @@ def main() -> None:
     args = ap.parse_args()
     precision = resolve_precision("auto", "cpu")
     dtype = precision.dtype if precision.autocast else None
-    nets = {cl: network(cl) for cl in (False, True)}
+    variants = [(w, cl) for w in WIDTHS for cl in (False, True)]
+    nets = {v: network(*v) for v in variants}
+    default = place(network(DEFAULT_WIDTH, False), "cpu")  # the format memory_format=auto picks
     rois = [PATCH, (96, 96, 32), (128, 128, 48)]
-    for cl in (False, True):  # warm-up (one-off allocations, oneDNN primitive creation)
-        train_step_seconds(nets[cl], cl, dtype)
+    for v in variants:  # warm-up (one-off allocations, oneDNN primitive creation)
+        train_step_seconds(nets[v], v[1], dtype)
     for roi in rois:
-        validation_seconds(nets[False], roi, dtype)
-    steps: dict[str, list[float]] = {"contiguous": [], "channels_last_3d": []}
+        validation_seconds(default, roi, dtype)
+    steps: dict[tuple, list[float]] = {v: [] for v in variants}
     vals: dict[tuple, list[float]] = {roi: [] for roi in rois}
     for _ in range(args.repeats):
-        for cl, name in ((False, "contiguous"), (True, "channels_last_3d")):
-            steps[name].append(train_step_seconds(nets[cl], cl, dtype))
+        for v in variants:
+            steps[v].append(train_step_seconds(nets[v], v[1], dtype))
         for roi in rois:
-            vals[roi].append(validation_seconds(nets[False], roi, dtype))
-    base = statistics.median(steps["contiguous"])
+            vals[roi].append(validation_seconds(default, roi, dtype))
+    base = statistics.median(steps[(16, False)])
+    auto = {w: resolve_memory_format(nets[(w, False)], "cpu")[0] is torch.channels_last_3d for w in WIDTHS}
     lines = [
-        "# CT recipe: train step memory format and validation window size",
+        "# CT recipe: train step by width and memory format, and validation window size",
         "",
         machine_header(quoted_argv()),
         f"- precision: {precision.dtype if precision.autocast else 'float32'}, {args.repeats} interleaved repeats, "
         "medians",
         "",
-        "Train step (forward, deep-supervised DiceCE, backward, AdamW) of the default CT network on 4 crops "
+        "Train step (forward, deep-supervised DiceCE, backward, AdamW) of the CT network on 4 crops "
         f"{'x'.join(map(str, PATCH))}:",
         "",
-        "| memory format | median s/step | vs contiguous |",
-        "|---|---|---|",
+        "| base width | memory format | median s/step | vs width 16 contiguous | memory_format=auto picks it |",
+        "|---|---|---|---|---|",
     ]
-    for name, times in steps.items():
+    for (w, cl), times in steps.items():
         m = statistics.median(times)
-        lines.append(f"| {name} | {m:.3f} | {m / base:.2f}x |")
+        lines.append(f"| {w} | {'channels_last_3d' if cl else 'contiguous'} | {m:.3f} | {m / base:.2f}x | "
+                     f"{'yes' if auto[w] == cl else 'no'} |")
     vbase = statistics.median(vals[PATCH])
-    lines += ["", f"Sliding-window validation of one {'x'.join(map(str, VOLUME))} volume (overlap 0.25, Gaussian, "
-              "4 windows per batch):", "", "| window | median s | vs training patch |", "|---|---|---|"]
+    lines += ["", f"Sliding-window validation of one {'x'.join(map(str, VOLUME))} volume with the default network "
+              f"(width {DEFAULT_WIDTH}, auto memory format; overlap 0.25, Gaussian, 4 windows per batch):", "", "| window | median s | vs training patch |", "|---|---|---|"]
     for roi, times in vals.items():
         m = statistics.median(times)
         lines.append(f"| {'x'.join(map(str, roi))} | {m:.2f} | {m / vbase:.2f}x |")
