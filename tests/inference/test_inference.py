@@ -220,14 +220,14 @@ def test_predict_picks_the_inference_json_of_the_checkpoints_data(tmp_path):
 
 
 def test_a_scan_thinner_than_the_mirror_border_is_segmented(scans, tmp_path):
-    """Two slices, fewer than the border (patch_size // 8 = 2 per side): torch's reflect padding refuses that;
-    numpy's symmetric padding repeats the mirror."""
+    """Two slices, fewer than a border of 2 per side (asked for: the CT default is none): torch's reflect padding
+    refuses that; numpy's symmetric padding repeats the mirror."""
     root, _, _, _, ckpt = scans
     hu, organ = (a[:, :, 6:8] for a in ct_like_volume((40, 34, 14)))  # two slices through the organ
     affine = oblique_affine(spacing=(2.0, 2.0, 3.0))
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(hu, affine), tmp_path / "in" / "slab.nii.gz")
-    run_inference(input=tmp_path / "in", ckpt_dir=ckpt, output_dir=tmp_path / "out")
+    run_inference(input=tmp_path / "in", ckpt_dir=ckpt, output_dir=tmp_path / "out", mirror_border=[2, 2, 2])
     pred = nib.load(tmp_path / "out" / "predictions" / "slab_seg.nii.gz")
     assert pred.shape == hu.shape and np.allclose(pred.affine, affine, atol=1e-5)
     assert dice(np.asarray(pred.dataobj) == 1, organ) > 0.8
