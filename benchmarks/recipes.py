@@ -66,6 +66,9 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # voxel as a total loss, which may keep the narrow network from giving the tumour up (seed 1 never learned it)
     "width8_cl_batchdice": {"base_width": 8, "epochs": 100, "memory_format": "channels_last",
                             "segmentation_loss#batch": True},
+    # half of the crops centred on the tumour (instead of a quarter), a quarter each on pancreas and background
+    "width8_cl_tumour_half": {"base_width": 8, "epochs": 100, "memory_format": "channels_last",
+                              "data#augmentation#1#ratios": [1, 1, 2]},
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
     # foreground component kept (removes far false positives); measured on the hand-set grid
