@@ -27,9 +27,13 @@ def phantoms(tmp_path_factory):
 def test_unet_bundle_with_ct_fragment_trains_3d(phantoms):
     out = phantoms / "unet_ct"
     tiny = {k: v for k, v in TINY.items() if k != "target_spacing"}  # the planned spacing (the unet bundle has one too)
+    # the CUDA default loading path, forced on the CPU: cached volumes on the training device, augmentation in a
+    # ThreadDataLoader, and an epoch of 3 iterations, longer than one pass over the 2 training cases
     proc = bundle("run", ["bundles/unet/train.json", "configs/data/pancreas_ct.json"],
-                  dataset_dir=phantoms / "data", bundle_root=out, **tiny)
+                  dataset_dir=phantoms / "data", bundle_root=out, augment_on="device", epoch_length=3, **tiny)
     assert_ok(proc)
+    log = proc.stdout + proc.stderr
+    assert "[3/3]" in log and "data wait:" in log  # the progress bar counts the 3 iterations
     assert (out / "models" / "model.pt").is_file()
     line = next(ln for ln in proc.stdout.splitlines() if "Epoch[1] Metrics" in ln and "val_" in ln)
     assert "val_dice_pancreas" in line and "val_hd95_pancreas" in line  # tumour: only when the case has one

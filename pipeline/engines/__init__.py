@@ -28,6 +28,14 @@ from pipeline.engines.model_config import (
     read_model_config,
     save_model_config,
 )
+from pipeline.engines.loading import (
+    AUGMENT_ON,
+    augment_device,
+    augments_on_device,
+    batch_loader,
+    on_device_transforms,
+    resolve_epoch_length,
+)
 from pipeline.engines.placement import place, resolve_memory_format
 from pipeline.engines.precision import (
     AutocastInferer,
@@ -51,6 +59,12 @@ from pipeline.engines.resume import (
 from pipeline.engines.tracking import mlflow_disabled, tracking_artifacts, tracking_enabled
 
 __all__ = [
+    "AUGMENT_ON",
+    "augment_device",
+    "augments_on_device",
+    "batch_loader",
+    "on_device_transforms",
+    "resolve_epoch_length",
     "AutocastInferer",
     "BestMetricState",
     "check_model_config",

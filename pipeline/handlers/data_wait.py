@@ -23,6 +23,15 @@ class DataWaitReport(BasicTimeProfiler):
         super().attach(engine)
         engine.add_event_handler(Events.COMPLETED, self.report)
 
+    def _as_first_started(self, engine: Engine) -> None:
+        """ignite sizes its per-iteration arrays by ``len(dataloader)``; an ``epoch_length`` longer than one pass
+        (``epoch_length`` on CUDA) would overrun them, so they are sized by the engine's epoch length."""
+        super()._as_first_started(engine)
+        per_epoch = engine.state.epoch_length
+        if per_epoch and self.max_epochs * per_epoch != self.total_num_iters:
+            self.total_num_iters = self.max_epochs * per_epoch
+            self._reset(self.max_epochs, self.total_num_iters)
+
     def shares(self) -> tuple[float, float]:
         """(seconds fetching batches, seconds processing them) so far."""
         data = float(torch.as_tensor(self.dataflow_times).clamp(min=0).sum())

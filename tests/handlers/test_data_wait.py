@@ -24,3 +24,14 @@ def test_share_of_time_waiting_for_data_is_reported(caplog):
     assert data > 2 * step
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data wait:"))
     assert "%" in line and float(line.split("(")[1].split(" %")[0]) > 60
+
+
+def test_an_epoch_longer_than_one_pass_over_the_loader_is_profiled():
+    # epoch_length on CUDA runs more iterations per epoch than the loader has batches: ignite sizes its arrays by
+    # len(loader) and overran them (IndexError) before DataWaitReport sized them by the epoch length
+    report = DataWaitReport()
+    engine = Engine(lambda e, batch: None)
+    report.attach(engine)
+    engine.run([0, 1], max_epochs=2, epoch_length=5)
+    assert engine.state.iteration == 10
+    assert len(report.processing_times) == 10
