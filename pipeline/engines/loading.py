@@ -8,7 +8,9 @@
   step of the cached part, and the random transforms run there, in a ``ThreadDataLoader`` thread beside the
   training loop (no worker processes, no host-to-device copy per batch). Random spatial transforms that take a
   ``device`` argument get the training device through the bundle's ``augment_device`` key.
-- ``auto`` (default): ``device`` on CUDA, where a GPU step is short enough that CPU workers cannot keep up;
+- ``auto`` (default): ``device`` on CUDA, where a GPU step is short enough that CPU workers cannot keep up (on one
+  H200 the data wait was 44.9 % of the iteration time with 8 worker processes and 19.8 % on the device,
+  ``benchmarks/results/gpu_recipe.md``);
   ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions
   (``benchmarks/results/loader_threads.md``: 1.09x slower on 2 cores).
 

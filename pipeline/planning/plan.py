@@ -24,7 +24,7 @@ The rules, in the order they are applied (d = spatial dims; "body" = the median 
 6. Intensity: CT gets the HU window of the foreground 0.5/99.5 percentiles (nnU-Net's clip range), and the
    foreground mean/std for ``intensity_mode`` zscore; other modalities per-image z-scoring.
 7. num_workers: CPU training keeps the cores for the network (cores // 4, at most 4); a GPU run feeds it from all
-   but one core, at most 8.
+   but one core, at most 8 (used with ``augment_on workers``; by default CUDA runs augment on the GPU in a thread).
 """
 from __future__ import annotations
 

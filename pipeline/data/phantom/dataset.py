@@ -6,6 +6,7 @@ before anything on disk changes.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pipeline.data.msd import MSDCase, MSDDataset, nifti_bytes, write_msd_dataset
@@ -67,7 +68,8 @@ def make_pancreas_dataset(out_dir: str | Path, n: int = 20, seed: int = 0, n_tes
         phantom = build_case(case_seed(seed, case.index), scale)
         return nifti_bytes(phantom.hu, phantom.affine), nifti_bytes(phantom.label, phantom.affine)
 
-    # two cases in flight: numpy, torch and zlib release the GIL, so generation and compression use both cores
+    # one case in flight per core (2 to 8): numpy, torch and zlib release the GIL, so generation and compression
+    # use the cores; every case has its own seed, so the files are the same bytes whatever the order
     with single_torch_thread():
-        write_msd_dataset(out, dataset, encode, overwrite=overwrite, workers=2)
+        write_msd_dataset(out, dataset, encode, overwrite=overwrite, workers=min(8, max(2, os.cpu_count() or 1)))
     return out
