@@ -173,9 +173,10 @@ def test_ct_training_chain_gives_one_dtype_per_key_with_worker_processes(phantom
     parser = ConfigParser()
     parser.read_config([str(REPO / "bundles/attn_unet/train.json")])
     parser.resolve_macro_and_relative_ids()  # expand the data fragment so that one of its values can be changed
+    one_of = next(i for i, t in enumerate(parser["data"]["augmentation"]) if t.get("_target_") == "OneOf")
     parser.update({"dataset_dir": str(phantoms / "data"), "bundle_root": str(phantoms / "chain"),
                    "patch_size": [32, 32, 16], "target_spacing": [4, 4, 6], "num_samples": 4,
-                   "data#augmentation#2#weights": [1, 1, 1]})  # every OneOf branch equally likely
+                   f"data#augmentation#{one_of}#weights": [1, 1, 1]})  # every OneOf branch equally likely
     dataset = parser.get_parsed_content("train#dataset")
     loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2,
                         generator=torch.Generator().manual_seed(0))
