@@ -10,7 +10,9 @@ The rules, in the order they are applied (d = spatial dims; "body" = the median 
    bundles); smaller where half the GPU memory at 1,200 bytes per voxel per crop holds less (the attention U-Net
    at base width 16 saves 746 B/voxel of activations for the backward pass under 16-bit autocast, which
    ``amp=auto`` picks on CUDA, 1,242 B in float32, measured on a CPU; x1.6 is an allowance for the backward
-   peak, not a GPU measurement).
+   peak). On an H200 a whole float16 train step of 8 crops of 80x80x40 peaked at 1.64 GiB allocated at width 16
+   (858 B per voxel, weights and optimizer included) and 0.96 GiB at width 8 (502 B): 1,200 B is a 1.4x margin
+   at width 16 (``benchmarks/results/gpu_recipe.md``).
 2. Target spacing: nnU-Net's median spacing, unless the body at that spacing needs more than 2**d patches (more
    than two patches along each axis on average); then, in the manner of nnU-Net's 3d_lowres, the axes finer than
    half the coarsest are raised towards that first, then all axes together, until the body fits 2**d patches.
