@@ -21,7 +21,8 @@ def test_auto_augments_on_cuda_only_and_bad_values_are_one_line_errors():
 
 
 def test_the_move_to_the_device_goes_where_caching_stops():
-    pad, crop = Lambdad("image", lambda x: x), RandCropByLabelClassesd(["image", "label"], "label", [2, 2], num_classes=2)
+    pad = Lambdad("image", lambda x: x)
+    crop = RandCropByLabelClassesd(["image", "label"], "label", [2, 2], num_classes=2)
     out = on_device_transforms([pad, crop], "device", "cpu")
     assert out[0] is pad and isinstance(out[1], EnsureTyped) and out[2] is crop
     assert out[1].converter.device == torch.device("cpu")
