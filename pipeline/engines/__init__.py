@@ -59,13 +59,11 @@ from pipeline.engines.resume import (
 from pipeline.engines.tracking import mlflow_disabled, tracking_artifacts, tracking_enabled
 
 __all__ = [
-    "AUGMENT_ON",
     "augment_device",
+    "AUGMENT_ON",
     "augments_on_device",
-    "batch_loader",
-    "on_device_transforms",
-    "resolve_epoch_length",
     "AutocastInferer",
+    "batch_loader",
     "BestMetricState",
     "check_model_config",
     "check_resume",
@@ -87,6 +85,7 @@ __all__ = [
     "mlflow_disabled",
     "network_config",
     "network_from_config",
+    "on_device_transforms",
     "per_process_workers",
     "place",
     "Precision",
@@ -95,6 +94,7 @@ __all__ = [
     "read_model_config",
     "release_ranks",
     "resolve_device",
+    "resolve_epoch_length",
     "resolve_memory_format",
     "resolve_precision",
     "resume_checkpoint",

@@ -55,7 +55,9 @@ def resolve_memory_format(network: nn.Module, device: str | torch.device,
 
 
 def place(network: nn.Module, device: str | torch.device, memory_format: str = "auto") -> nn.Module:
-    """``network`` on ``device`` in the memory format that ``resolve_memory_format`` picks (logged)."""
+    """``network`` on ``device`` in the memory format that ``resolve_memory_format`` picks (logged). On CUDA it also
+    switches cuDNN autotuning on unless deterministic algorithms were asked for (training and inference both run
+    fixed patch sizes)."""
     fmt, why = resolve_memory_format(network, device, memory_format)
     if torch.device(device).type == "cuda" and not torch.are_deterministic_algorithms_enabled():
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its fastest kernels once

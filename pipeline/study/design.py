@@ -4,8 +4,9 @@ Every run is a bundle recipe as a user runs it (``bundles/<name>/train.json`` pl
 ``inference.json`` on the test split), with the same study-wide overrides for every model of a comparison: the
 number of epochs, the validation interval, the batch size, the learning rate and the base width (16 channels,
 ``STUDY_WIDTH``, which the CT recipe's CPU default of 8 would otherwise change for the 3D and attention models).
-The budget is equal in epochs (the same number of gradient steps on the same images), not in wall-clock time: the CPU is shared and its speed
-varies, so equal seconds would not be reproducible, and the time each model took is reported beside its scores.
+The budget is equal in epochs (the same number of gradient steps on the same images), not in wall-clock time: the
+CPU is shared and its speed varies, so equal seconds would not be reproducible, and the time each model took is
+reported beside its scores.
 """
 from __future__ import annotations
 
