@@ -52,11 +52,19 @@ class RunResult:
     log: str
 
 
-def run_bundle(config_files: list[str], overrides: dict[str, object], log_file: Path) -> RunResult:
-    """Run ``python -m monai.bundle run`` in a child process; wall time and the child's peak RSS (wait4)."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(config_files)]
+def bundle_command(config_files: list[str], overrides: dict[str, object],
+                   launcher: list[str] | None = None) -> list[str]:
+    """``python -m monai.bundle run --config_file [...] --key value ...``; ``launcher`` replaces ``python -m``
+    (e.g. torchrun's ``python -m torch.distributed.run ... -m``)."""
+    cmd = [*(launcher or [sys.executable, "-m"]), "monai.bundle", "run", "--config_file", repr(list(config_files))]
     for k, v in overrides.items():
         cmd += [f"--{k}", str(v)]
+    return cmd
+
+
+def run_bundle(config_files: list[str], overrides: dict[str, object], log_file: Path) -> RunResult:
+    """Run ``python -m monai.bundle run`` in a child process; wall time and the child's peak RSS (wait4)."""
+    cmd = bundle_command(config_files, overrides)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log_file.open("w") as log:

@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv, read_summary  # noqa: E402
+from common import REPO, bundle_command, machine_header, quoted_argv, read_summary  # noqa: E402
+from ct_step_layout import network  # noqa: E402
 
 TRAIN = "bundles/attn_unet/train.json"
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Epoch\[(\d+)\] Metrics -- (.*val_dice_pancreas.*)$",
@@ -40,10 +41,9 @@ LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Epoch\[(\d+)\]
 WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time \(([\d.]+) %\)")
 
 
-def step_times(patch: list[int], strides: list[list[int]], widths=(8, 16, 32), repeats: int = 8) -> list[str]:
+def step_times(patch: list[int], widths=(8, 16, 32), repeats: int = 8) -> list[str]:
+    """The CT network of ct_step_layout.py (the planned strides) on CUDA: one row per width and memory format."""
     from monai.losses import DeepSupervisionLoss, DiceCELoss
-
-    from pipeline.networks import AttentionUNet
 
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
@@ -54,12 +54,8 @@ def step_times(patch: list[int], strides: list[list[int]], widths=(8, 16, 32), r
     rows = ["| base width | memory format | median ms/step | peak GPU memory (GiB) |", "|---|---|---|---|"]
     for width in widths:
         for cl in (False, True):
-            torch.manual_seed(0)
-            net = AttentionUNet(3, 1, 3, preset="standard", base_width=width, strides=strides,
-                                deep_supervision=True, num_side_outputs=2).to(dev)
+            net = network(width, cl).to(dev)
             xi = x.contiguous(memory_format=torch.channels_last_3d) if cl else x
-            if cl:
-                net = net.to(memory_format=torch.channels_last_3d)
             opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
             scaler = torch.amp.GradScaler("cuda")
             torch.cuda.reset_peak_memory_stats()
@@ -99,12 +95,8 @@ EXTRA: dict[str, str] = {}
 
 
 def bundle(*configs: str, **overrides: object) -> list[str]:
-    overrides = {**EXTRA, **overrides}
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-           configs[0] if len(configs) == 1 else repr(list(configs))]
-    for k, v in overrides.items():
-        cmd += [f"--{k}", str(v)]
-    return cmd
+    """The bundle command with the ``--extra`` overrides under the given ones."""
+    return bundle_command(list(configs), {**EXTRA, **overrides})
 
 
 def main() -> int:
@@ -127,12 +119,12 @@ def main() -> int:
         print("\n".join(lines), flush=True)
 
     # 1. step times at the plan's GPU patch
-    patch, strides = [80, 80, 40], [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
+    patch = [80, 80, 40]  # the plan's GPU patch on the phantoms, with ct_step_layout's STRIDES
     try:
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA device")
         lines += [f"## 1. Train step, 8 crops {'x'.join(map(str, patch))} (the plan's GPU batch), float16 autocast", ""]
-        lines += step_times(patch, strides)
+        lines += step_times(patch)
     except Exception as e:  # noqa: BLE001 - a benchmark part that fails is reported, the others still run
         lines += [f"step benchmark failed: {e!r}"]
     lines.append("")
@@ -209,10 +201,10 @@ def main() -> int:
 
     # 5. DistributedDataParallel over NCCL (one process: the CUDA path of multi_gpu_train.json)
     if left() > 60 and torch.cuda.is_available():
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
-               "monai.bundle", "run", "--config_file", repr([TRAIN, "bundles/attn_unet/multi_gpu_train.json"])]
-        for k, v in {**EXTRA, "bundle_root": "/tmp/ddp", "epochs": 1, "val_interval": 1}.items():
-            cmd += [f"--{k}", str(v)]
+        cmd = bundle_command([TRAIN, "bundles/attn_unet/multi_gpu_train.json"],
+                             {**EXTRA, "bundle_root": "/tmp/ddp", "epochs": 1, "val_interval": 1},
+                             launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                       "--nproc_per_node=1", "-m"])
         c, s, dlog = run(cmd, out / "ddp.log", min(120, left() - 5))
         val = LOG_TIME.findall(dlog)
         lines += ["## 5. DDP over NCCL, 1 process, 1 epoch", "",
