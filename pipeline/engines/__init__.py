@@ -30,6 +30,7 @@ from pipeline.engines.model_config import (
 )
 from pipeline.engines.loading import (
     AUGMENT_ON,
+    TrainingCompose,
     augment_device,
     augments_on_device,
     batch_loader,
@@ -106,6 +107,7 @@ __all__ = [
     "SyncedDiskSaver",
     "tracking_artifacts",
     "tracking_enabled",
+    "TrainingCompose",
     "training_state",
     "unwrap",
     "wait_for_rank_zero",

@@ -14,6 +14,14 @@
   ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions
   (``benchmarks/results/loader_threads.md``: 1.09x slower on 2 cores).
 
+Metadata: in ``workers`` mode the random part runs with MONAI's metadata tracking off
+(``TrainingCompose(track_meta=False)``), as MONAI's fast-training tutorial does: a training batch needs only the
+arrays, and the ``MetaTensor`` bookkeeping (affine and history updates in every transform, collating the metadata
+dicts) took about a third of the time spent making a batch of the 2D shapes. The switch is process-wide, so it is
+off only while one sample's random transforms run, in the main process (0 workers) or a worker process; it stays
+on in ``device`` mode, whose loader thread runs beside the main thread, where validation, inversion and saving
+need the metadata.
+
 ``epoch_length`` ``auto``: one pass over the training cases on a CPU; on CUDA, at least ``GPU_EPOCH_LENGTH`` iterations,
 so that an epoch (the unit of ``epochs``, ``val_interval`` and the learning-rate schedule) is long enough for the
 short GPU steps to outweigh validation, in the manner of nnU-Net's fixed 250-iteration epoch.
@@ -25,13 +33,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.data import DataLoader, ThreadDataLoader
-from monai.transforms import EnsureTyped, RandomizableTrait, Transform
+from monai.data import DataLoader, ThreadDataLoader, get_track_meta, set_track_meta
+from monai.transforms import Compose, EnsureTyped, RandomizableTrait, Transform
 
 from pipeline.errors import PipelineError
 
-__all__ = ["AUGMENT_ON", "GPU_EPOCH_LENGTH", "augment_device", "augments_on_device", "on_device_transforms",
-           "resolve_epoch_length", "batch_loader"]
+__all__ = ["AUGMENT_ON", "GPU_EPOCH_LENGTH", "TrainingCompose", "augment_device", "augments_on_device",
+           "on_device_transforms", "resolve_epoch_length", "batch_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +72,47 @@ def on_device_transforms(transforms: Sequence[Any], augment_on: str, device: str
     transforms = list(transforms)
     if not augments_on_device(augment_on, device):
         return transforms
-    first_random = next((i for i, t in enumerate(transforms)  # CacheDataset's own rule for where caching stops
-                         if isinstance(t, RandomizableTrait) or not isinstance(t, Transform)), len(transforms))
+    first_random = first_random_index(transforms)
     move = EnsureTyped(keys=list(keys), device=torch.device(device), track_meta=True)
     return transforms[:first_random] + [move] + transforms[first_random:]
+
+
+def first_random_index(transforms: Sequence[Any]) -> int:
+    """Where ``CacheDataset`` stops caching: the first random transform or non-``Transform`` (else the end)."""
+    return next((i for i, t in enumerate(transforms)
+                 if isinstance(t, RandomizableTrait) or not isinstance(t, Transform)), len(transforms))
+
+
+class TrainingCompose(Compose):
+    """MONAI's ``Compose`` whose random part can run without metadata tracking (module docstring).
+
+    ``track_meta`` False: the transforms from the first random one on run under ``monai.data.set_track_meta(False)``
+    and the previous setting is restored afterwards, so the samples come out as plain tensors. The part before
+    (what ``CacheDataset`` caches, or runs per sample when a case is not cached) keeps its metadata; the random
+    streams and the arrays are the same as with ``track_meta`` True.
+    """
+
+    def __init__(self, transforms: Sequence[Any] | None = None, track_meta: bool = True, **kwargs: Any) -> None:
+        super().__init__(transforms, **kwargs)
+        self.track_meta = bool(track_meta)
+
+    def __call__(self, input_: Any, start: int = 0, end: int | None = None, threading: bool = False,
+                 lazy: bool | None = None) -> Any:
+        if self.track_meta:
+            return super().__call__(input_, start, end, threading, lazy)
+        stop = len(self.transforms) if end is None else end
+        first = first_random_index(self.transforms)
+        if start < first:
+            input_ = super().__call__(input_, start, min(first, stop), threading, lazy)
+            start = first
+        if start >= stop:
+            return input_
+        previous = get_track_meta()
+        set_track_meta(False)
+        try:
+            return super().__call__(input_, start, stop, threading, lazy)
+        finally:
+            set_track_meta(previous)
 
 
 def batch_loader(dataset: Any, augment_on: str, device: str | torch.device, num_workers: int = 0,

@@ -1,10 +1,10 @@
 """Where batches are made (DataLoader workers, or the training device through a thread) and the epoch length."""
 import pytest
 import torch
-from monai.data import CacheDataset, DataLoader, ThreadDataLoader
-from monai.transforms import Compose, EnsureTyped, Lambdad, RandCropByLabelClassesd, RandFlipd
+from monai.data import CacheDataset, DataLoader, MetaTensor, ThreadDataLoader, get_track_meta
+from monai.transforms import Compose, EnsureTyped, Lambdad, Rand2DElasticd, RandCropByLabelClassesd, RandFlipd
 
-from pipeline.engines import augment_device, augments_on_device, batch_loader, on_device_transforms
+from pipeline.engines import TrainingCompose, augment_device, augments_on_device, batch_loader, on_device_transforms
 from pipeline.engines import resolve_epoch_length
 from pipeline.engines.loading import GPU_EPOCH_LENGTH
 from pipeline.errors import PipelineError
@@ -53,3 +53,60 @@ def test_epoch_length():
     for bad in (0, -3, 2.5, "many"):
         with pytest.raises(PipelineError, match="epoch_length"):
             resolve_epoch_length(bad, "cpu")
+
+
+def _sample_chain(seen: list) -> list:
+    """Deterministic part that records whether it saw metadata, then random crops, flips and an elastic warp."""
+    def record(x):
+        seen.append(isinstance(x, MetaTensor))
+        return x
+    return [Lambdad("image", record),
+            RandCropByLabelClassesd(["image", "label"], "label", [8, 8], ratios=[1, 1], num_classes=2,
+                                    num_samples=2),
+            RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
+            Rand2DElasticd(["image", "label"], spacing=4, magnitude_range=(1, 2), prob=1.0,
+                           mode=["bilinear", "nearest"]),
+            EnsureTyped(["image", "label"], dtype=[torch.float32, torch.uint8])]
+
+
+def test_training_compose_runs_the_random_part_without_metadata_and_gives_the_same_arrays():
+    gen = torch.Generator().manual_seed(0)
+    data = [{"image": MetaTensor(torch.rand(1, 16, 16, generator=gen)),
+             "label": MetaTensor((torch.rand(1, 16, 16, generator=gen) > 0.6).float())} for _ in range(3)]
+    outputs = {}
+    for track in (True, False):
+        seen: list = []
+        chain = TrainingCompose(_sample_chain(seen), track_meta=track).set_random_state(7)
+        ds = CacheDataset(data, chain, progress=False, cache_rate=2 / 3)  # the third case is not cached
+        outputs[track] = [ds[i] for i in range(3) for _ in range(2)]
+        assert seen and all(seen)  # the part before the first random transform kept its metadata, cached or not
+        assert get_track_meta()  # restored
+    for with_meta, without in zip(outputs[True], outputs[False]):
+        for a, b in zip(with_meta, without):  # the two crops of a case
+            assert isinstance(a["image"], MetaTensor) and type(b["image"]) is torch.Tensor
+            assert type(b["label"]) is torch.Tensor and b["label"].dtype == torch.uint8
+            assert torch.equal(a["image"].as_tensor(), b["image"]) and torch.equal(a["label"].as_tensor(), b["label"])
+
+
+def test_training_compose_restores_metadata_tracking_when_a_transform_fails():
+    def fail(_):
+        raise ValueError("boom")
+    chain = TrainingCompose([RandFlipd("image", prob=1.0), Lambdad("image", fail)], track_meta=False)
+    with pytest.raises(RuntimeError):
+        chain({"image": MetaTensor(torch.zeros(1, 4, 4))})
+    assert get_track_meta()
+
+
+@pytest.mark.parametrize("augment_on, track_meta", [("auto", False), ("device", True)])
+def test_bundles_train_without_metadata_on_cpu_workers_only(augment_on, track_meta, monkeypatch):
+    from monai.bundle import ConfigParser
+
+    from tests.bundles_util import REPO
+
+    monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
+    for bundle, extra in (("unet", {}), ("attn_unet", {"patch_size": [32, 32, 16]})):  # no plan, no data needed
+        parser = ConfigParser()
+        parser.read_config(f"bundles/{bundle}/train.json")
+        parser.update({"device": "cpu", "augment_on": augment_on, **extra})
+        chain = parser.get_parsed_content("train#preprocessing")
+        assert isinstance(chain, TrainingCompose) and chain.track_meta is track_meta, bundle
