@@ -139,7 +139,7 @@ def test_pooling_strides_rule():
 def test_planning_for_2d_uses_the_2d_budget():
     fp = {**_fingerprint((1.0, 1.0), (128.0, 128.0)), "spatial_dims": 2}
     plan = make_plan(fp, CPU, spatial_dims=2)
-    assert plan["patch_size"] == [128, 128] and plan["batch_size"] == 16
+    assert plan["patch_size"] == [128, 128] and plan["batch_size"] == 8
     with pytest.raises(PipelineError, match="spatial dimensions"):
         make_plan(fp, CPU, spatial_dims=3)
 
