@@ -1,15 +1,24 @@
-"""Does thread-based loading (MONAI ThreadDataLoader) pay on this machine? (issue 14, "How")
+"""Which way of making training batches pays on this machine? (issue 14, "How")
 
-The unet bundle on the default shapes (augmentation in the main process, ~17 % of its iteration time on 2 cores)
-trains a few epochs with the bundle's torch ``DataLoader`` and with MONAI's ``ThreadDataLoader`` (same arguments:
-a background thread prepares the next batch while the network trains), each in its own process, alternating so
-that a shared machine slows both alike. Reported: the trainer's wall time and its ``data wait:`` line.
+The unet bundle on the default shapes (augmentation in the main process, ~17 % of its iteration time on 2 cores
+with metadata) trains a few epochs in each of these ways, each in its own process, alternating so that a shared
+machine slows all alike:
+
+- ``DataLoader``: the bundle's torch ``DataLoader``, the random transforms without metadata tracking (the default
+  on CPU since ``pipeline.engines.TrainingCompose``);
+- ``DataLoader+meta``: the same with MONAI's metadata tracked through the random transforms (the default before);
+- ``ThreadDataLoader+meta``: ``augment_on: device`` on the CPU, MONAI's ``ThreadDataLoader`` (a background
+  thread prepares the next batch while the network trains), with metadata: the tracking switch is process-wide,
+  so a thread beside the training loop keeps it on.
+
+Reported: the trainer's wall time and its ``data wait:`` line. A rerun keeps the file's hand-written reading.
 
     python benchmarks/loader_threads.py [--epochs 3] [--repeats 2] [--out benchmarks/results/loader_threads.md]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import subprocess
@@ -20,22 +29,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_header, quoted_argv  # noqa: E402
 
-LOADERS = ("DataLoader", "ThreadDataLoader")
+LOADERS: dict[str, dict[str, object]] = {
+    "DataLoader": {},
+    "DataLoader+meta": {"train#preprocessing#track_meta": True},
+    # the bundle's own thread path (augment_on: device, here on the CPU), which keeps the metadata: the switch is
+    # process-wide, so a thread beside the training loop must not turn it off
+    "ThreadDataLoader+meta": {"augment_on": "device"},
+}
+SHOWS = "## What it shows"
 FINISHED = re.compile(r"SupervisedTrainer - INFO - Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)")
 WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time")
 CHILD = """
-import logging, sys
+import json, logging, sys
 from pipeline.study.bundle_run import bundle_parser, run_sections
 logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s", stream=sys.stdout)
-root, data, epochs, loader = sys.argv[1:5]
+root, data, epochs, overrides = sys.argv[1:5]
 run_sections(bundle_parser(["bundles/unet/train.json"], {"bundle_root": root, "dataset_dir": data,
-    "epochs": int(epochs), "val_interval": 10**6, "train#dataloader#_target_": loader}))
+    "epochs": int(epochs), "val_interval": 10**6, **json.loads(overrides)}))
 """
 
 
 def run(loader: str, epochs: int, work: Path, data: Path, k: int) -> tuple[float, float]:
     """(trainer seconds, data-wait percent) of one child run."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(work / f"{loader}_{k}"), str(data), str(epochs), loader],
+    root = work / f"{loader.replace('+', '_')}_{k}"
+    out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(data), str(epochs), json.dumps(LOADERS[loader])],
                          cwd=REPO, capture_output=True, text=True)
     log = out.stdout + out.stderr
     done, wait = FINISHED.search(log), WAIT.search(log)
@@ -62,7 +79,7 @@ def main() -> int:
                 results[name].append(run(name, args.epochs, work, data, k))
                 print(name, k, results[name][-1], flush=True)
     base = statistics.median(t for t, _ in results["DataLoader"])
-    lines = ["# Thread-based loading on the shapes (unet bundle)", "", machine_header(quoted_argv()),
+    lines = ["# Making training batches on the shapes (unet bundle)", "", machine_header(quoted_argv()),
              f"- {args.epochs} epochs of the default shapes recipe per run, {args.repeats} alternating runs per "
              "loader, medians; validation off", "",
              "| loader | trainer wall (s) | vs DataLoader | data wait (% of iteration time) |", "|---|---|---|---|"]
@@ -70,7 +87,9 @@ def main() -> int:
         t = statistics.median(r[0] for r in runs)
         w = statistics.median(r[1] for r in runs)
         lines.append(f"| {name} | {t:.1f} | {t / base:.2f}x | {w:.1f} |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    old = Path(args.out).read_text() if Path(args.out).is_file() else ""
+    kept = old[old.index(SHOWS):] if SHOWS in old else ""
+    Path(args.out).write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     print("\n".join(lines))
     return 0
 

@@ -12,12 +12,12 @@
   H200 the data wait was 44.9 % of the iteration time with 8 worker processes and 19.8 % on the device,
   ``benchmarks/results/gpu_recipe.md``);
   ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions
-  (``benchmarks/results/loader_threads.md``: 1.09x slower on 2 cores).
+  (``benchmarks/results/loader_threads.md``: 1.24x slower on 2 cores than the default).
 
 Metadata: in ``workers`` mode the random part runs with MONAI's metadata tracking off
 (``TrainingCompose(track_meta=False)``), as MONAI's fast-training tutorial does: a training batch needs only the
 arrays, and the ``MetaTensor`` bookkeeping (affine and history updates in every transform, collating the metadata
-dicts) took about a third of the time spent making a batch of the 2D shapes. The switch is process-wide, so it is
+dicts) made the shapes' training 1.13x slower (``benchmarks/results/loader_threads.md``). The switch is process-wide, so it is
 off only while one sample's random transforms run, in the main process (0 workers) or a worker process; it stays
 on in ``device`` mode, whose loader thread runs beside the main thread, where validation, inversion and saving
 need the metadata.
