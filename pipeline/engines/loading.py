@@ -17,9 +17,9 @@
 Metadata: in ``workers`` mode the random part runs with MONAI's metadata tracking off
 (``TrainingCompose(track_meta=False)``), as MONAI's fast-training tutorial does: a training batch needs only the
 arrays, and the ``MetaTensor`` bookkeeping (affine and history updates in every transform, collating the metadata
-dicts) made the shapes' training 1.13x slower (``benchmarks/results/loader_threads.md``). The switch is process-
-wide, so it is off only while one sample's random transforms run, in the main process (0 workers) or a worker
-process; it stays on in ``device`` mode, whose loader thread runs beside the main thread, where validation,
+dicts) made the shapes' training 1.13x slower (``benchmarks/results/loader_threads.md``). The switch is
+process-wide, so it is off only while one sample's random transforms run, in the main process (0 workers) or a
+worker process; it stays on in ``device`` mode, whose loader thread runs beside the main thread, where validation,
 inversion and saving need the metadata.
 
 ``epoch_length`` ``auto``: one pass over the training cases on a CPU; on CUDA, at least ``GPU_EPOCH_LENGTH`` iterations,
