@@ -14,13 +14,14 @@
   ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions
   (``benchmarks/results/loader_threads.md``: 1.24x slower on 2 cores than the default).
 
-Metadata: in ``workers`` mode the random part runs with MONAI's metadata tracking off
-(``TrainingCompose(track_meta=False)``), as MONAI's fast-training tutorial does: a training batch needs only the
-arrays, and the ``MetaTensor`` bookkeeping (affine and history updates in every transform, collating the metadata
-dicts) made the shapes' training 1.13x slower (``benchmarks/results/loader_threads.md``). The switch is
-process-wide, so it is off only while one sample's random transforms run, in the main process (0 workers) or a
-worker process; it stays on in ``device`` mode, whose loader thread runs beside the main thread, where validation,
-inversion and saving need the metadata.
+Metadata: the random part runs with MONAI's metadata tracking off (``TrainingCompose(track_meta=False)``), as MONAI's
+fast-training tutorial does: a training batch needs only the arrays, and the ``MetaTensor`` bookkeeping (affine and
+history updates in every transform, collating the metadata dicts) made the shapes' training 1.13x slower
+(``benchmarks/results/loader_threads.md``). MONAI's switch (``set_track_meta``) is process-wide, not per thread, so
+it is off only while one sample's random transforms run, under ``METADATA_LOCK``. In ``device`` mode those run in the
+loader thread beside the main thread, where validation, inversion and saving need the metadata: the bundles'
+``ValidationHandler`` (this module's, MONAI's with the lock) holds the lock for the whole validation, so the loader
+thread finishes the sample in hand and waits until validation ends. The training step itself reads no metadata.
 
 ``epoch_length`` ``auto``: one pass over the training cases on a CPU; on CUDA, at least ``GPU_EPOCH_LENGTH`` iterations,
 so that an epoch (the unit of ``epochs``, ``val_interval`` and the learning-rate schedule) is long enough for the
@@ -29,22 +30,26 @@ short GPU steps to outweigh validation, in the manner of nnU-Net's fixed 250-ite
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from monai.data import DataLoader, ThreadDataLoader, get_track_meta, set_track_meta
+from monai.handlers import ValidationHandler as _MonaiValidationHandler
 from monai.transforms import Compose, EnsureTyped, RandomizableTrait, Transform
 
 from pipeline.errors import PipelineError
 
-__all__ = ["AUGMENT_ON", "GPU_EPOCH_LENGTH", "TrainingCompose", "augment_device", "augments_on_device",
-           "on_device_transforms", "resolve_epoch_length", "batch_loader"]
+__all__ = ["AUGMENT_ON", "GPU_EPOCH_LENGTH", "METADATA_LOCK", "TrainingCompose", "ValidationHandler", "augment_device",
+           "augments_on_device", "on_device_transforms", "resolve_epoch_length", "batch_loader"]
 
 logger = logging.getLogger(__name__)
 
 AUGMENT_ON = ("auto", "device", "workers")
 GPU_EPOCH_LENGTH = 40
+#: held while MONAI's process-wide metadata tracking is off for a training sample, and by validation (module docstring)
+METADATA_LOCK = threading.RLock()
 
 
 def augments_on_device(augment_on: str, device: str | torch.device) -> bool:
@@ -89,7 +94,8 @@ class TrainingCompose(Compose):
     ``track_meta`` False: the transforms from the first random one on run under ``monai.data.set_track_meta(False)``
     and the previous setting is restored afterwards, so the samples come out as plain tensors. The part before
     (what ``CacheDataset`` caches, or runs per sample when a case is not cached) keeps its metadata; the random
-    streams and the arrays are the same as with ``track_meta`` True.
+    streams and the arrays are the same as with ``track_meta`` True. The switch is flipped under ``METADATA_LOCK``,
+    so a thread that holds the lock (validation, through ``ValidationHandler``) sees it on throughout.
     """
 
     def __init__(self, transforms: Sequence[Any] | None = None, track_meta: bool = True, **kwargs: Any) -> None:
@@ -107,12 +113,26 @@ class TrainingCompose(Compose):
             start = first
         if start >= stop:
             return input_
-        previous = get_track_meta()
-        set_track_meta(False)
-        try:
-            return super().__call__(input_, start, stop, threading, lazy)
-        finally:
-            set_track_meta(previous)
+        with METADATA_LOCK:
+            previous = get_track_meta()
+            set_track_meta(False)
+            try:
+                return super().__call__(input_, start, stop, threading, lazy)
+            finally:
+                set_track_meta(previous)
+
+
+class ValidationHandler(_MonaiValidationHandler):
+    """MONAI's ``ValidationHandler`` that runs the validator while holding ``METADATA_LOCK``.
+
+    MONAI has no per-thread metadata switch; this keeps a loader thread (``augment_on: device``) from turning the
+    process-wide one off while validation runs (module docstring). The lock is released when validation ends or
+    raises.
+    """
+
+    def __call__(self, engine: Any) -> None:
+        with METADATA_LOCK:
+            super().__call__(engine)
 
 
 def batch_loader(dataset: Any, augment_on: str, device: str | torch.device, num_workers: int = 0,

@@ -1,10 +1,16 @@
 """Where batches are made (DataLoader workers, or the training device through a thread) and the epoch length."""
+import json
+import threading
+import time
+import types
+
 import pytest
 import torch
 from monai.data import CacheDataset, DataLoader, MetaTensor, ThreadDataLoader, get_track_meta
 from monai.transforms import Compose, EnsureTyped, Lambdad, Rand2DElasticd, RandCropByLabelClassesd, RandFlipd
 
-from pipeline.engines import TrainingCompose, augment_device, augments_on_device, batch_loader, on_device_transforms
+from pipeline.engines import METADATA_LOCK, TrainingCompose, ValidationHandler, augment_device, augments_on_device
+from pipeline.engines import batch_loader, on_device_transforms
 from pipeline.engines import resolve_epoch_length
 from pipeline.engines.loading import GPU_EPOCH_LENGTH
 from pipeline.errors import PipelineError
@@ -97,8 +103,8 @@ def test_training_compose_restores_metadata_tracking_when_a_transform_fails():
     assert get_track_meta()
 
 
-@pytest.mark.parametrize("augment_on, track_meta", [("auto", False), ("device", True)])
-def test_bundles_train_without_metadata_on_cpu_workers_only(augment_on, track_meta, monkeypatch):
+@pytest.mark.parametrize("augment_on", ["auto", "device"])
+def test_bundles_train_without_metadata_and_validate_under_the_lock(augment_on, monkeypatch):
     from monai.bundle import ConfigParser
 
     from tests.bundles_util import REPO
@@ -109,4 +115,68 @@ def test_bundles_train_without_metadata_on_cpu_workers_only(augment_on, track_me
         parser.read_config(f"bundles/{bundle}/train.json")
         parser.update({"device": "cpu", "augment_on": augment_on, **extra})
         chain = parser.get_parsed_content("train#preprocessing")
-        assert isinstance(chain, TrainingCompose) and chain.track_meta is track_meta, bundle
+        assert isinstance(chain, TrainingCompose) and chain.track_meta is False, bundle
+    handlers = json.loads((REPO / "configs" / "engine" / "train.json").read_text())["train"]["handlers"]
+    targets = [h.get("_target_") for h in handlers if isinstance(h, dict)]
+    assert "pipeline.engines.ValidationHandler" in targets and "ValidationHandler" not in targets
+
+
+def _handler(validator):
+    handler = ValidationHandler(interval=1, epoch_level=True)
+    handler.validator = validator  # a stand-in: set_validator accepts MONAI evaluators only
+    return handler
+
+
+def test_a_loader_thread_never_turns_metadata_off_while_validation_runs():
+    """The thread path: samples made in a thread beside a validation that holds the lock see metadata throughout."""
+    seen_in_validation: list[bool] = []
+    started, samples = threading.Event(), []
+
+    def note(x):
+        started.set()
+        return x
+
+    chain = TrainingCompose([RandFlipd("image", prob=1.0), Lambdad("image", note), EnsureTyped("image", track_meta=None)],
+                            track_meta=False)
+
+    class Validator:
+        def run(self, epoch):
+            for _ in range(200):  # the loader thread keeps asking for samples meanwhile
+                seen_in_validation.append(get_track_meta())
+                time.sleep(0.0005)
+
+    def loader_thread():
+        for _ in range(50):
+            samples.append(chain({"image": MetaTensor(torch.zeros(1, 4, 4))})["image"])
+
+    engine = types.SimpleNamespace(state=types.SimpleNamespace(epoch=1, iteration=1))
+    thread = threading.Thread(target=loader_thread)
+    thread.start()
+    started.wait(5)
+    _handler(Validator())(engine)
+    thread.join(10)
+    assert all(seen_in_validation) and len(seen_in_validation) == 200
+    assert len(samples) == 50 and not any(isinstance(s, MetaTensor) for s in samples)
+    assert get_track_meta()
+
+
+def test_validation_that_raises_releases_the_lock():
+    class Broken:
+        def run(self, epoch):
+            raise RuntimeError("validation failed")
+
+    engine = types.SimpleNamespace(state=types.SimpleNamespace(epoch=1, iteration=1))
+    with pytest.raises(RuntimeError, match="validation failed"):
+        _handler(Broken())(engine)
+    acquired = []
+
+    def other_thread():
+        got = METADATA_LOCK.acquire(timeout=5)
+        acquired.append(got)
+        if got:
+            METADATA_LOCK.release()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(10)
+    assert acquired == [True]
