@@ -7,9 +7,10 @@ machine slows all alike:
 - ``DataLoader``: the bundle's torch ``DataLoader``, the random transforms without metadata tracking (the default
   on CPU since ``pipeline.engines.TrainingCompose``);
 - ``DataLoader+meta``: the same with MONAI's metadata tracked through the random transforms (the default before);
-- ``ThreadDataLoader+meta``: ``augment_on: device`` on the CPU, MONAI's ``ThreadDataLoader`` (a background
-  thread prepares the next batch while the network trains), with metadata: the tracking switch is process-wide,
-  so a thread beside the training loop keeps it on.
+- ``ThreadDataLoader``: ``augment_on: device`` on the CPU, MONAI's ``ThreadDataLoader`` (a background thread
+  prepares the next batch while the network trains), without metadata: the default of the device path since
+  ``pipeline.engines.METADATA_LOCK`` keeps the process-wide switch on while validation runs;
+- ``ThreadDataLoader+meta``: the same with metadata (the device path's default before).
 
 Reported: the trainer's wall time and its ``data wait:`` line. A rerun keeps the file's hand-written reading.
 
@@ -32,9 +33,9 @@ from common import REPO, machine_header, quoted_argv  # noqa: E402
 LOADERS: dict[str, dict[str, object]] = {
     "DataLoader": {},
     "DataLoader+meta": {"train#preprocessing#track_meta": True},
-    # the bundle's own thread path (augment_on: device, here on the CPU), which keeps the metadata: the switch is
-    # process-wide, so a thread beside the training loop must not turn it off
-    "ThreadDataLoader+meta": {"augment_on": "device"},
+    # the bundle's own thread path (augment_on: device, the CUDA default), here on the CPU
+    "ThreadDataLoader": {"augment_on": "device"},
+    "ThreadDataLoader+meta": {"augment_on": "device", "train#preprocessing#track_meta": True},
 }
 SHOWS = "## What it shows"
 FINISHED = re.compile(r"SupervisedTrainer - INFO - Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)")
