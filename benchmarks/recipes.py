@@ -86,6 +86,7 @@ SHAPES_RECIPES: dict[str, dict[str, object]] = {
     "no_deep_sup": PLAIN_LOSS,
     # per-image cost is flat in the batch size on CPU: half the batch gives twice the updates for the same time
     "bs8": {**PLAIN_LOSS, "batch_size": 8},
+    # twice the learning rate (batch 8 since 11-28): does it shorten the plateau before ellipses are told apart?
     "lr4e3": {"learning_rate": 0.004},
     # twice the updates in the same time, now that deep supervision ends the plateau that stopped bs8
     "ds_bs8": {"batch_size": 8},
