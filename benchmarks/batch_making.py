@@ -24,11 +24,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv  # noqa: E402
+from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
 
 TASKS = {"ct": ("bundles/attn_unet/train.json", ["make-pancreas", "--n", "20"]),
          "shapes": ("bundles/unet/train.json", ["make-shapes"])}
-SHOWS = "## What it shows"
 CHILD = """
 import json, sys, time, torch
 from pipeline.study.bundle_run import bundle_parser
@@ -93,9 +92,7 @@ def main() -> int:
             off, on = statistics.median(ms[False]), statistics.median(ms[True])
             lines.append(f"| {task} | {r['device']} | {r['batch']} | {'x'.join(map(str, r['shape']))} | {off:.1f} | "
                          f"{on:.1f} | {on / off:.2f}x |")
-    old = Path(args.out).read_text() if Path(args.out).is_file() else ""
-    kept = old[old.index(SHOWS):] if SHOWS in old else ""
-    Path(args.out).write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
+    write_result(args.out, lines)
     print("\n".join(lines))
     return 0
 

@@ -87,3 +87,14 @@ def read_summary(csv_path: Path) -> dict[str, float]:
 
 def quoted_argv() -> str:
     return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+
+
+SHOWS = "## What it shows"
+
+
+def write_result(path: str | Path, lines: list[str]) -> None:
+    """Write a result file's measured part, keeping the hand-written reading (from ``SHOWS`` on) of the file there."""
+    path = Path(path)
+    old = path.read_text() if path.is_file() else ""
+    kept = old[old.index(SHOWS):] if SHOWS in old else ""
+    path.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv  # noqa: E402
+from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
 
 LOADERS: dict[str, dict[str, object]] = {
     "DataLoader": {},
@@ -37,7 +37,6 @@ LOADERS: dict[str, dict[str, object]] = {
     "ThreadDataLoader": {"augment_on": "device"},
     "ThreadDataLoader+meta": {"augment_on": "device", "train#preprocessing#track_meta": True},
 }
-SHOWS = "## What it shows"
 FINISHED = re.compile(r"SupervisedTrainer - INFO - Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)")
 WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time")
 CHILD = """
@@ -88,9 +87,7 @@ def main() -> int:
         t = statistics.median(r[0] for r in runs)
         w = statistics.median(r[1] for r in runs)
         lines.append(f"| {name} | {t:.1f} | {t / base:.2f}x | {w:.1f} |")
-    old = Path(args.out).read_text() if Path(args.out).is_file() else ""
-    kept = old[old.index(SHOWS):] if SHOWS in old else ""
-    Path(args.out).write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
+    write_result(args.out, lines)
     print("\n".join(lines))
     return 0
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv, read_summary  # noqa: E402
+from common import REPO, machine_header, quoted_argv, read_summary, write_result  # noqa: E402
 
 SGD = {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": "@learning_rate", "momentum": 0.99,
        "nesterov": True, "weight_decay": 3e-5}
@@ -375,12 +375,8 @@ def write_table(task: Task, finals: list[dict], path: Path) -> None:
     lines += ["", f"Overrides per recipe (config ids on top of `{task.bundle}/train.json`):", ""]
     for name in dict.fromkeys(f["recipe"] for f in finals):
         lines.append(f"- `{name}`: `{task.recipes.get(name, {})}`")
-    old = path.read_text() if path.is_file() else ""
-    kept = old[old.index(SHOWS):] if SHOWS in old else ""  # the hand-written reading of the results survives reruns
-    path.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
+    write_result(path, lines)  # the hand-written reading of the results survives reruns
 
-
-SHOWS = "## What it shows"
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ from PIL import Image
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv  # noqa: E402
+from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
 from recipes import SHAPES_RECIPES  # noqa: E402
 
 BINS = [0, 3, 6, 10, 15, 20, 30]
-SHOWS = "## What it shows"
 
 
 def network(run: Path, data: Path) -> tuple[torch.nn.Module, str]:
@@ -92,9 +91,7 @@ def main() -> int:
         lines.append(f"| {name} | {source} | {wrong.sum() / total.sum():.3f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines += ["", "pixels per bin: " + ", ".join(f"{lab}: {int(n)}" for lab, n in zip(labels, counts))]
-    old = Path(args.out).read_text() if Path(args.out).is_file() else ""
-    kept = old[old.index(SHOWS):] if SHOWS in old else ""
-    Path(args.out).write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
+    write_result(args.out, lines)
     print("\n".join(lines))
     return 0
 
