@@ -378,6 +378,5 @@ def write_table(task: Task, finals: list[dict], path: Path) -> None:
     write_result(path, lines)  # the hand-written reading of the results survives reruns
 
 
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,16 +12,17 @@
   H200 the data wait was 44.9 % of the iteration time with 8 worker processes and 19.8 % on the device,
   ``benchmarks/results/gpu_recipe.md``);
   ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions
-  (``benchmarks/results/loader_threads.md``: 1.24x slower on 2 cores than the default).
+  (``benchmarks/results/loader_threads.md``: 1.06x slower on 2 cores than the default, both without metadata).
 
 Metadata: the random part runs with MONAI's metadata tracking off (``TrainingCompose(track_meta=False)``), as MONAI's
 fast-training tutorial does: a training batch needs only the arrays, and the ``MetaTensor`` bookkeeping (affine and
-history updates in every transform, collating the metadata dicts) made the shapes' training 1.13x slower
-(``benchmarks/results/loader_threads.md``). MONAI's switch (``set_track_meta``) is process-wide, not per thread, so
-it is off only while one sample's random transforms run, under ``METADATA_LOCK``. In ``device`` mode those run in the
-loader thread beside the main thread, where validation, inversion and saving need the metadata: the bundles'
-``ValidationHandler`` (this module's, MONAI's with the lock) holds the lock for the whole validation, so the loader
-thread finishes the sample in hand and waits until validation ends. The training step itself reads no metadata.
+history updates in every transform, collating the metadata dicts) made the shapes' training 1.07-1.13x slower
+(``benchmarks/results/loader_threads.md``) and a batch 1.4-1.5x slower to make (``batch_making.md`` there).
+MONAI's switch (``set_track_meta``) is process-wide, not per thread, so it is off only while one sample's random
+transforms run, under ``METADATA_LOCK``. In ``device`` mode those run in the loader thread beside the main thread,
+where validation, inversion and saving need the metadata: the bundles' ``ValidationHandler`` (this module's,
+MONAI's with the lock) holds the lock for the whole validation, so the loader thread finishes the sample in hand
+and waits until validation ends. The training step itself reads no metadata.
 
 ``epoch_length`` ``auto``: one pass over the training cases on a CPU; on CUDA, at least ``GPU_EPOCH_LENGTH`` iterations,
 so that an epoch (the unit of ``epochs``, ``val_interval`` and the learning-rate schedule) is long enough for the
