@@ -12,7 +12,7 @@ from typing import Any
 from pipeline.planning.fingerprint import dataset_fingerprint
 from pipeline.planning.io import format_plan, log_plan, read_plan, write_plan
 from pipeline.planning.machine import machine_profile
-from pipeline.planning.plan import PLAN_KEYS, make_plan, planned_workers, pooling_strides
+from pipeline.planning.plan import PLAN_KEYS, PLAN_VERSION, make_plan, planned_workers, pooling_strides
 
 __all__ = [
     "PLAN_KEYS",
@@ -51,9 +51,11 @@ def bundle_plan(
     """The plan a bundle follows: ``plan_file`` if it exists, else planned from the data and written there; logged.
 
     The file is followed as written (edit it to change a value; delete it to plan again) when it was made for this
-    data set folder, this device type and this network depth (``poolings``). A file made for another one (a run
-    with ``--dataset_dir`` or ``--preset context`` in a folder that trained something else) is not followed: the
-    data are planned again for this run and the file is left as it is, with a warning saying so.
+    data set folder, this device type and this network depth (``poolings``) by this version of the planner. A file
+    made for another one (a run with ``--dataset_dir`` or ``--preset context`` in a folder that trained something
+    else, or a plan from before a planning rule changed) is not followed: the data are planned again for this run
+    and the file is left as it is, with a warning saying so. A file without a ``version`` (written by hand) counts
+    as current.
     """
     path = Path(plan_file)
     if not path.exists():
@@ -70,6 +72,7 @@ def bundle_plan(
             ("data set", plan.get("dataset_dir"), here),
             ("device", plan.get("device"), now),
             ("poolings", len(plan["strides"]), poolings),
+            ("planner version", plan.get("version"), PLAN_VERSION),
         )
         if was is not None and was != this
     ]

@@ -42,7 +42,7 @@ from pipeline.errors import PipelineError
 
 __all__ = ["PLAN_KEYS", "make_plan", "planned_workers", "pooling_strides"]
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # raised whenever a rule changes what is planned (2: 2D batch 8 on CPU, was 16)
 PLAN_KEYS = ("target_spacing", "patch_size", "strides", "batch_size", "num_workers")
 POOLINGS = 3  # default: the `standard` preset of the networks
 MIN_POOLED_SIZE = 8  # voxels an axis keeps after a pooling

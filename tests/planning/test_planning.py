@@ -19,7 +19,7 @@ from pipeline.planning import (
     read_plan,
     write_plan,
 )
-from pipeline.planning.plan import CPU_BUDGET, GPU_MAX_CROP
+from pipeline.planning.plan import CPU_BUDGET, GPU_MAX_CROP, PLAN_VERSION
 from tests.bundles_util import REPO, assert_ok, assert_one_line_error, bundle
 from tests.planning.synthetic import write_ct_dataset
 
@@ -208,6 +208,20 @@ def test_a_plan_for_another_depth_or_data_set_is_planned_again_and_the_file_kept
     assert plan["target_spacing"] == make_plan(dataset_fingerprint(aniso), machine_profile("cpu"))["target_spacing"]
     assert "data set" in caplog.text and "planned again" in caplog.text
     assert path.read_bytes() == before
+
+
+def test_a_plan_from_an_older_planner_is_planned_again_and_one_without_version_followed(iso, tmp_path, caplog):
+    path = tmp_path / "plan.json"
+    current = bundle_plan(iso, path, "cpu")
+    write_plan({**current, "version": PLAN_VERSION - 1, "batch_size": 16}, path)  # e.g. the 2D CPU batch before 8
+    before = path.read_bytes()
+    with caplog.at_level(logging.INFO, logger="pipeline.planning"):
+        plan = bundle_plan(iso, path, "cpu")
+    assert plan["batch_size"] == current["batch_size"] and "planned again" in caplog.text
+    assert f"planner version {PLAN_VERSION - 1} (this run: {PLAN_VERSION})" in caplog.text
+    assert path.read_bytes() == before
+    write_plan({k: v for k, v in current.items() if k != "version"} | {"batch_size": 5}, path)  # written by hand
+    assert bundle_plan(iso, path, "cpu")["batch_size"] == 5
 
 
 @pytest.mark.slow
