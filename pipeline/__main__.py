@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                         "runs any network)")
     r.add_argument("--ckpt", nargs="+", default=None,
                    help="checkpoint folder(s) or model file(s) (model.pt / model.ts); several = an ensemble")
-    r.add_argument("--tta", action="store_true", help="flip test-time augmentation (2^dims passes)")
+    r.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation, 2^dims passes (default: the bundle's, on for unet, off for attn_unet)")
     r.add_argument("--save-probabilities", action="store_true", help="also write the softmax probabilities")
     r.add_argument("--save-attention", action="store_true", help="also write the attention maps (AttentionUNet)")
     r.add_argument("--series-uid", default=None, help="DICOM: the SeriesInstanceUID to segment (default: most slices)")

@@ -11,6 +11,7 @@ from typing import Any
 
 _WHERE = {
     "EnsembleNetwork": "models",
+    "MirroringInferer": "models",
     "check_data_fragment": "models",
     "checkpoint_dirs": "models",
     "ensemble_model_config": "models",

@@ -63,8 +63,8 @@ def bundle_command(args: argparse.Namespace) -> list[str]:
         keys["ckpt_dir"], model_file = _checkpoints(args.ckpt)
         if model_file:
             keys["model_file"] = model_file
-    if args.tta:
-        keys["tta"] = True
+    if args.tta is not None:
+        keys["tta"] = args.tta
     if args.save_probabilities:
         keys["save_probabilities"] = True
     if args.save_attention:

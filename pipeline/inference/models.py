@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.inferers import Inferer
 from torch import nn
 
 from pipeline.data.datalist import short_error
@@ -147,6 +148,38 @@ def flip_sets(spatial_dims: int, axes: Sequence[int] | None = None) -> list[tupl
     return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
 
 
+def _mirror(y: torch.Tensor, flip: tuple[int, ...]) -> torch.Tensor:
+    """``y`` mirrored along the tensor dims ``flip`` (none: ``y`` itself); a mirroring is its own inverse."""
+    return torch.flip(y, flip) if flip else y
+
+
+class MirroringInferer(Inferer):
+    """Flip test-time augmentation around another MONAI inferer, for evaluators: ``inferer`` runs on the input and on
+    each of its mirrorings (``flip_sets``), and the softmax probabilities of all classes, mirrored back, are
+    averaged. The output is probabilities, not logits: an argmax after it picks the same class as on their mean.
+
+    Evaluators call their inferer with the plain network, so handlers that re-run the network (the attention panels)
+    still see it unwrapped; inference's ``EnsembleNetwork`` does the same per sliding-window patch over several
+    checkpoints. MONAI has no flip-TTA inferer (its ``TestTimeAugmentation`` inverts random transforms).
+    """
+
+    def __init__(self, inferer: Inferer, flips: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        self.inferer = inferer
+        self.flips = [tuple(f) for f in flips] or [()]
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for flip in self.flips:
+            out = self.inferer(_mirror(inputs, flip), network, *args, **kwargs)
+            if isinstance(out, (list, tuple)):  # deep supervision outputs: the full-resolution one
+                out = out[0]
+            y = _mirror(torch.softmax(out.float(), dim=1), flip)
+            total = y if total is None else total.add_(y)
+        assert total is not None
+        return total.div_(len(self.flips))
+
+
 class EnsembleNetwork(nn.Module):
     """Averaged softmax of ``networks`` over the ``flips`` (TTA mirrorings; ``[()]`` = none), foreground classes
     only, followed by the attention maps if ``attention`` (one channel per gated level, resampled to the input).
@@ -193,14 +226,13 @@ class EnsembleNetwork(nn.Module):
         total: torch.Tensor | None = None
         for net in self.networks:
             for flip in self.flips:
-                out = net(torch.flip(x, flip) if flip else x)
+                out = net(_mirror(x, flip))
                 if isinstance(out, (list, tuple)):  # deep supervision in train mode; eval gives the full output
                     out = out[0]
                 parts = [torch.softmax(out.float(), dim=1)[:, 1:]]
                 if self.attention:
                     parts.append(self._attention(net, size))
-                y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-                y = torch.flip(y, flip) if flip else y
+                y = _mirror(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0], flip)
                 total = y if total is None else total.add_(y)
         assert total is not None
         return total.div_(len(self.networks) * len(self.flips))
@@ -208,6 +240,7 @@ class EnsembleNetwork(nn.Module):
 
 __all__ = [
     "EnsembleNetwork",
+    "MirroringInferer",
     "check_data_fragment",
     "checkpoint_dirs",
     "ensemble_model_config",

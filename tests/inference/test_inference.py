@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from pipeline.inference import EnsembleNetwork, flip_sets
+from pipeline.inference import EnsembleNetwork, MirroringInferer, flip_sets
 from tests.inference.helpers import (
     ThresholdNet,
     ct_like_volume,
@@ -166,6 +166,47 @@ def test_flip_tta_averages_every_mirroring_and_is_flip_equivariant():
     torch.testing.assert_close(y_flipped, torch.flip(y, (2, 4)), atol=1e-5, rtol=0)
     assert (p_flipped - torch.flip(p, (2, 4))).abs().max() > 1e-3  # without TTA the network is not equivariant
     torch.testing.assert_close(y, by_hand[:, 1:], atol=1e-5, rtol=0)  # foreground channels of the mean softmax
+
+
+def test_mirroring_inferer_averages_the_softmax_of_every_mirroring_around_a_sliding_window():
+    """The evaluators' flip TTA: all classes (background included), whole-volume mirrorings around MONAI's
+    sliding window; with no flips it is the softmax of the plain inferer."""
+    from monai.inferers import SlidingWindowInferer
+
+    net = ct_network(seed=3).eval()
+    window = SlidingWindowInferer(roi_size=(16, 16, 8), sw_batch_size=2, overlap=0.25)
+    x = torch.rand(1, 1, 24, 20, 12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = MirroringInferer(window, flip_sets(3))(x, net)
+        by_hand = sum(torch.flip(torch.softmax(window(torch.flip(x, f), net), 1), f) if f
+                      else torch.softmax(window(x, net), 1) for f in flip_sets(3)) / 8
+        plain = MirroringInferer(window, [()])(x, net)
+        y_flipped = MirroringInferer(window, flip_sets(3))(torch.flip(x, (3,)), net)
+    assert y.shape == (1, 3, 24, 20, 12)
+    torch.testing.assert_close(y, by_hand, atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.sum(1), torch.ones(1, 24, 20, 12), atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain, torch.softmax(window(x, net), 1), atol=1e-6, rtol=0)
+    assert (y - plain).abs().max() > 1e-3
+    # the mirrorings of a mirrored volume are the same set of volumes: flip-equivariant, windows and all
+    torch.testing.assert_close(y_flipped, torch.flip(y, (3,)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bundle_name, overrides, flips", [
+    ("unet", {}, 4),  # trained with flips on both axes: evaluate.json's default
+    ("unet", {"tta": "false"}, None),
+    ("attn_unet", {"patch_size": [32, 32, 16]}, None),  # the CT recipe never flips: no TTA by default
+    ("attn_unet", {"patch_size": [32, 32, 16], "tta": True, "tta_axes": [0, 1]}, 4),
+])
+def test_evaluate_json_validates_through_flip_tta_when_asked(bundle_name, overrides, flips):
+    from pipeline.study.bundle_run import bundle_parser
+    from tests.bundles_util import REPO
+
+    files = [REPO / f"bundles/{bundle_name}/train.json", REPO / f"bundles/{bundle_name}/evaluate.json"]
+    inferer = bundle_parser(files, overrides).get_parsed_content("validate#inferer").inferer
+    if flips is None:
+        assert not isinstance(inferer, MirroringInferer)
+    else:
+        assert isinstance(inferer, MirroringInferer) and len(inferer.flips) == flips
 
 
 def test_2d_bundle_writes_pngs_on_the_inputs_grid(tmp_path):
