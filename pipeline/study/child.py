@@ -53,11 +53,12 @@ def train(spec: dict[str, Any], run_dir: Path, dataset_dir: str) -> dict[str, An
 
 
 def predict(spec: dict[str, Any], run_dir: Path, dataset_dir: str) -> Path:
-    """The bundle's inference on the test split of ``dataset_dir`` with the run's best checkpoint."""
+    """The bundle's inference on the test split of ``dataset_dir`` with the run's best checkpoint, one pass per image:
+    the study compares networks, so no flip TTA (the unet bundle's inference default), as in its recorded results."""
     pred_dir = run_dir / "predictions"
     parser = bundle_parser([REPO / f for f in spec["infer_files"]], {
         "bundle_root": str(run_dir), "dataset_dir": dataset_dir, "infer_split": "test", "pred_dir": str(pred_dir),
-        "input_dir": None, "num_workers": 0})
+        "input_dir": None, "num_workers": 0, "tta": False})
     run_sections(parser)
     del parser
     gc.collect()
