@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ckpt", nargs="+", default=None,
                    help="checkpoint folder(s) or model file(s) (model.pt / model.ts); several = an ensemble")
     r.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation, 2^dims passes (default: the bundle's, on for unet, off for attn_unet)")
+                   help="flip test-time augmentation on every axis (--no-tta: one pass; default: along the axes the "
+                        "model's training augmentation flipped, none for the CT recipe)")
     r.add_argument("--save-probabilities", action="store_true", help="also write the softmax probabilities")
     r.add_argument("--save-attention", action="store_true", help="also write the attention maps (AttentionUNet)")
     r.add_argument("--series-uid", default=None, help="DICOM: the SeriesInstanceUID to segment (default: most slices)")

@@ -129,6 +129,7 @@ def test_network_fragments_choose_the_network_and_inference_follows(fragment, ne
     assert_ok(proc)
     saved = json.loads((tmp_path / "models" / "model_config.json").read_text())
     assert saved["network"]["_target_"].endswith(network) and saved["network"]["preset"] == preset
+    assert saved["mirror_axes"] == [0, 1]  # the shapes recipe flips both axes: flip TTA uses both
     # inference rebuilds the same network from the checkpoint folder: no fragment needed
     assert_ok(bundle("run", ["bundles/unet/inference.json"], dataset_dir=shapes / "data", bundle_root=tmp_path))
     assert len(list((tmp_path / "runs" / "predictions").glob("*_seg.png"))) == len(

@@ -21,6 +21,7 @@ from monai.inferers import Inferer
 from torch import nn
 
 from pipeline.data.datalist import short_error
+from pipeline.engines.determinism import flag
 from pipeline.engines.placement import place
 from pipeline.engines.model_config import FILENAME, POSTPROCESSING_KEYS, network_from_config, read_model_config
 from pipeline.errors import PipelineError
@@ -48,7 +49,8 @@ def _shared(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def ensemble_model_config(ckpt_dirs: Sequence[str | Path]) -> dict[str, Any]:
     """The ``model_config.json`` of the first checkpoint folder, after checking that every other folder's network
-    takes the same data (dims, channels, preprocessing state) and gives the same classes."""
+    takes the same data (dims, channels, preprocessing state) and gives the same classes. Its ``mirror_axes`` are
+    those every member was trained with (None if one of them does not say)."""
     configs = [read_model_config(d) for d in ckpt_dirs]
     first = _shared(configs[0])
     for d, config in zip(ckpt_dirs[1:], configs[1:]):
@@ -60,7 +62,9 @@ def ensemble_model_config(ckpt_dirs: Sequence[str | Path]) -> dict[str, Any]:
                     f"{Path(ckpt_dirs[0]) / FILENAME}: an ensemble's checkpoints must take the same data and give "
                     "the same classes"
                 )
-    return configs[0]
+    mirrored = [c.get("mirror_axes") for c in configs]
+    common = None if any(m is None for m in mirrored) else sorted(set.intersection(*(set(m) for m in mirrored)))
+    return {**configs[0], "mirror_axes": common}
 
 
 def check_data_fragment(ckpt_dirs: Sequence[str | Path], spatial_dims: int, data_state: Mapping[str, Any]) -> None:
@@ -146,6 +150,39 @@ def flip_sets(spatial_dims: int, axes: Sequence[int] | None = None) -> list[tupl
         raise PipelineError(f"tta_axes {bad}: spatial axes are 0..{spatial_dims - 1}")
     dims = [a + 2 for a in axes]
     return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
+
+
+def trained_mirror_axes(transforms: Sequence[Any], spatial_dims: int) -> list[int]:
+    """The spatial axes a training augmentation list mirrors: ``RandFlip(d)`` along its ``spatial_axis`` (all axes
+    for None), ``RandAxisFlip(d)`` along every axis, searched through nested ``Compose`` / ``OneOf`` lists. Training
+    records them in ``model_config.json`` (``mirror_axes``) as the axes flip TTA may use, as nnU-Net stores its
+    ``inference_allowed_mirroring_axes``: a model never shown a mirrored scan is not asked to segment one."""
+    from monai.transforms import RandAxisFlip, RandAxisFlipd, RandFlip, RandFlipd
+
+    axes: set[int] = set()
+    for t in transforms:
+        if isinstance(t, (RandFlip, RandFlipd)) and t.prob > 0:
+            axis = (t.flipper if isinstance(t, RandFlipd) else t).spatial_axis
+            axes.update(range(spatial_dims) if axis is None else [axis] if isinstance(axis, int) else axis)
+        elif isinstance(t, (RandAxisFlip, RandAxisFlipd)) and t.prob > 0:
+            axes.update(range(spatial_dims))
+        elif isinstance(getattr(t, "transforms", None), (list, tuple)):
+            axes.update(trained_mirror_axes(t.transforms, spatial_dims))
+    return sorted(int(a) % spatial_dims for a in axes)
+
+
+def tta_flips(tta: bool | str, spatial_dims: int, tta_axes: Sequence[int] | None = None,
+              mirror_axes: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """The mirrorings of flip TTA for the ``tta`` key: ``auto`` the axes training mirrored (``mirror_axes``; one
+    pass when there are none or they are unknown), ``true`` ``tta_axes`` (default all), ``false`` one pass."""
+    if str(tta).strip().lower() == "auto":
+        return flip_sets(spatial_dims, mirror_axes) if mirror_axes else [()]
+    return flip_sets(spatial_dims, tta_axes) if flag(tta, "tta") else [()]
+
+
+def tta_inferer(inferer: Inferer, flips: Sequence[Sequence[int]]) -> Inferer:
+    """``inferer`` itself for one pass, else a ``MirroringInferer`` around it."""
+    return MirroringInferer(inferer, flips) if len(flips) > 1 else inferer
 
 
 def _mirror(y: torch.Tensor, flip: tuple[int, ...]) -> torch.Tensor:
@@ -245,6 +282,9 @@ __all__ = [
     "checkpoint_dirs",
     "ensemble_model_config",
     "flip_sets",
+    "trained_mirror_axes",
+    "tta_flips",
+    "tta_inferer",
     "load_network",
     "load_networks",
 ]

@@ -192,9 +192,11 @@ def test_mirroring_inferer_averages_the_softmax_of_every_mirroring_around_a_slid
 
 
 @pytest.mark.parametrize("bundle_name, overrides, flips", [
-    ("unet", {}, 4),  # trained with flips on both axes: evaluate.json's default
+    ("unet", {}, 4),  # tta auto: the shapes recipe flips both axes
     ("unet", {"tta": "false"}, None),
-    ("attn_unet", {"patch_size": [32, 32, 16]}, None),  # the CT recipe never flips: no TTA by default
+    ("unet", {"data#augmentation#0#prob": 0.0}, 2),  # auto: only the axis training still flips
+    ("attn_unet", {"patch_size": [32, 32, 16]}, None),  # auto: the CT recipe never flips
+    ("attn_unet", {"patch_size": [32, 32, 16], "tta": True}, 8),
     ("attn_unet", {"patch_size": [32, 32, 16], "tta": True, "tta_axes": [0, 1]}, 4),
 ])
 def test_evaluate_json_validates_through_flip_tta_when_asked(bundle_name, overrides, flips):
@@ -207,6 +209,44 @@ def test_evaluate_json_validates_through_flip_tta_when_asked(bundle_name, overri
         assert not isinstance(inferer, MirroringInferer)
     else:
         assert isinstance(inferer, MirroringInferer) and len(inferer.flips) == flips
+
+
+def test_tta_auto_mirrors_the_axes_training_flipped_and_switches_still_work():
+    from monai.transforms import Compose, OneOf, RandAxisFlipd, RandFlipd, RandRotate90d
+
+    from pipeline.inference import trained_mirror_axes, tta_flips
+    from pipeline.errors import PipelineError
+
+    k = ["image"]
+    assert trained_mirror_axes([RandFlipd(k, prob=0.5, spatial_axis=1), RandRotate90d(k, prob=0.5)], 2) == [1]
+    assert trained_mirror_axes([RandFlipd(k, prob=0.0, spatial_axis=1)], 2) == []  # never applied
+    assert trained_mirror_axes([Compose([OneOf([RandFlipd(k, prob=0.5, spatial_axis=[0, 2])])])], 3) == [0, 2]
+    assert trained_mirror_axes([RandFlipd(k, prob=0.5)], 3) == [0, 1, 2]  # spatial_axis None: all
+    assert trained_mirror_axes([RandAxisFlipd(k, prob=0.5)], 2) == [0, 1]
+    assert tta_flips("auto", 2, None, [1]) == [(), (3,)]
+    assert tta_flips("auto", 3, None, []) == [()] and tta_flips("auto", 3, None, None) == [()]  # unknown: one pass
+    assert len(tta_flips("true", 3, None, [])) == 8 and tta_flips(False, 3, None, [0, 1, 2]) == [()]
+    with pytest.raises(PipelineError, match="--tta 'maybe' is not a switch"):
+        tta_flips("maybe", 2)
+
+
+def test_inference_mirrors_along_the_axes_every_checkpoint_was_trained_to_flip(tmp_path):
+    import json
+
+    from pipeline.networks import UNet
+
+    torch.manual_seed(0)
+    folders = []
+    for name, axes in (("both", [0, 1]), ("one", [1]), ("old", None)):
+        folder = write_checkpoint(tmp_path / name, UNet(2, 1, 3, preset="standard", base_width=4), spatial_dims=2)
+        if axes is not None:
+            config = json.loads((folder / "model_config.json").read_text())
+            (folder / "model_config.json").write_text(json.dumps({**config, "mirror_axes": axes}))
+        folders.append(str(folder))
+    flips = {key: parser_for("unet", ckpt_dir=dirs, device="cpu").get_parsed_content("network").flips
+             for key, dirs in (("both", folders[0]), ("ensemble", folders[:2]), ("old", folders[2]),
+                               ("old in ensemble", folders))}
+    assert flips == {"both": [(), (2,), (3,), (2, 3)], "ensemble": [(), (3,)], "old": [()], "old in ensemble": [()]}
 
 
 def test_2d_bundle_writes_pngs_on_the_inputs_grid(tmp_path):
