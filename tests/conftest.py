@@ -3,10 +3,31 @@
 Under pytest-xdist (the README's test command runs ``-n auto``) each worker gets an equal share of the cores, so the
 workers' torch/OpenMP pools do not oversubscribe the machine; the share goes to the bundle and CLI processes the tests
 start, through ``OMP_NUM_THREADS``.
+
+Tests write only under their tmp_path: a run that leaves new files in the checkout (a generated data set under
+``data/``, a ``plan.json`` or ``models/`` in a bundle folder) fails the session, listing them. A bundle test that
+forgets to override a default path would otherwise generate the default data set where a user keeps theirs, and cost
+the suite a minute each time.
 """
 import os
+import subprocess
+from pathlib import Path
 
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+NOISE = ("__pycache__", ".pytest_cache", ".egg-info")
+
+
+def _untracked() -> set[str] | None:
+    """Untracked and ignored paths of the checkout (git's collapsed listing), or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=normal"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {line[3:] for line in out.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(n in p for n in NOISE)}
 
 
 def pytest_configure(config):
@@ -15,3 +36,16 @@ def pytest_configure(config):
         threads = str(max(1, (os.cpu_count() or 1) // workers))
         os.environ["OMP_NUM_THREADS"] = threads
         torch.set_num_threads(int(threads))
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) sees every worker's writes
+        config._checkout_before = _untracked()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_checkout_before", None)
+    after = _untracked() if before is not None else None
+    new = sorted(after - before) if after is not None else []
+    if new:
+        message = f"error: the tests left {len(new)} new path(s) in the checkout {REPO}: {', '.join(new)}"
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(message, red=True) if reporter else print(message)
+        session.exitstatus = 1

@@ -110,7 +110,10 @@ def test_bundles_train_without_metadata_and_validate_under_the_lock(augment_on, 
     from tests.bundles_util import REPO
 
     monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
-    for bundle, extra in (("unet", {}), ("attn_unet", {"patch_size": [32, 32, 16]})):  # no plan, no data needed
+    # a given plan: nothing is generated or planned (the default data set would otherwise be made in the checkout)
+    plan = {"target_spacing": [2.0, 2.0, 3.0], "patch_size": [32, 32, 16], "strides": [[2, 2, 1]], "batch_size": 2,
+            "num_workers": 0}
+    for bundle, extra in (("unet", {}), ("attn_unet", {"plan": plan, "ct_stats": None})):
         parser = ConfigParser()
         parser.read_config(f"bundles/{bundle}/train.json")
         parser.update({"device": "cpu", "augment_on": augment_on, **extra})
