@@ -11,7 +11,8 @@ autocast on a CPU that runs it natively), interleaved so that a shared, noisy ma
   window (default network, its auto format), with the training patch as window and with larger windows;
 - the same train step of the default network (width 8, channels-last-3d) with three implementations of the same
   affine instance normalisation: torch's ``InstanceNorm3d`` (the network's), ``GroupNorm`` with one channel per
-  group, and mean/variance over the spatial axes written out in autograd ops (``InstanceNormStats``, here only).
+  group (``pipeline.networks.blocks.InstanceNormGroups``, norm ``"instance_groups"``), and mean/variance over the
+  spatial axes written out in autograd ops (``InstanceNormStats``, here only).
   ``InstanceNorm3d`` reshapes its input to one batch of N*C channels: on a channels-last tensor that costs copies to
   and from contiguous memory around every convolution, and the in-place LeakyReLU on its view adds a CopySlices in
   the backward pass (torch.profiler on the float32 step of an AVX2-only EPYC: 0.88 s of copies in a 1.8 s step).
@@ -35,6 +36,7 @@ from common import REPO, machine_header, quoted_argv  # noqa: E402
 
 from pipeline.engines import place, resolve_memory_format, resolve_precision  # noqa: E402
 from pipeline.networks import AttentionUNet  # noqa: E402
+from pipeline.networks.blocks import InstanceNormGroups  # noqa: E402
 
 STRIDES = [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
 PATCH = (64, 64, 32)
@@ -86,13 +88,6 @@ class InstanceNormStats(torch.nn.Module):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         scale = torch.rsqrt(var + self.eps) * self.weight.view(shape)
         return x * scale + (self.bias.view(shape) - mean * scale)
-
-
-class InstanceNormGroups(torch.nn.GroupNorm):
-    """Affine instance normalisation as torch's GroupNorm with one channel per group."""
-
-    def __init__(self, num_features: int, affine: bool = True, eps: float = 1e-5) -> None:
-        super().__init__(num_features, num_features, eps=eps, affine=affine)
 
 
 NORMS = {"InstanceNorm3d (the network's)": None, "GroupNorm, one channel per group": InstanceNormGroups,
@@ -153,13 +148,14 @@ def main() -> None:
     norm_steps: dict[str, list[float]] = {name: [] for name in NORMS}
     steps: dict[tuple, list[float]] = {v: [] for v in variants}
     vals: dict[tuple, list[float]] = {roi: [] for roi in rois}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for v in variants:
             steps[v].append(train_step_seconds(nets[v], v[1], dtype))
         for roi in rois:
             vals[roi].append(validation_seconds(default, roi, dtype))
-        for name, net in norm_nets.items():
-            norm_steps[name].append(train_step_seconds(net, True, dtype))
+        names = list(norm_nets)
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # each variant first in turn
+            norm_steps[name].append(train_step_seconds(norm_nets[name], True, dtype))
     base = statistics.median(steps[(16, False)])
     auto = {w: resolve_memory_format(nets[(w, False)], "cpu")[0] is torch.channels_last_3d for w in WIDTHS}
     lines = [

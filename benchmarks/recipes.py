@@ -75,6 +75,9 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # (precision 0.58-1.00, recall 0.03-0.32 on the test and unseen phantoms, ../tumour_cases.md) and finds none on
     # seed 1
     "tumour_w3": {"segmentation_loss#weight": "$torch.tensor([1.0, 1.0, 3.0])"},
+    # the same instance norm computed by GroupNorm with one channel per group, which keeps channels-last memory
+    # (0.79x the train step in float32, ../ct_step_layout_float32_20261128.md): does the recipe still reach 0.80?
+    "instance_groups": {"network_def#norm": ["instance_groups", {"affine": True}]},
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
     # foreground component kept (removes far false positives); measured on the hand-set grid
