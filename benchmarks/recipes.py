@@ -229,11 +229,11 @@ def plot(task: Task, rows: list[dict[str, str]], out: Path) -> None:
     keys = sorted({(r["recipe"], r["seed"]) for r in rows})
     recipes = sorted({k[0] for k in keys})
     colours = {name: matplotlib.colormaps["tab20"](i % 20) for i, name in enumerate(recipes)}
-    x_max = 1.6 * task.budget_s  # a run slowed by other jobs on the shared cores would squeeze every other curve
+    x_max = 1.6 * task.budget_s  # a run slowed by other jobs or a CPU without bfloat16 would squeeze the others
     for key in keys:
         pts = sorted((float(r["seconds"]), float(r[column])) for r in rows
                      if (r["recipe"], r["seed"]) == key and r.get(column) not in (None, "", "nan"))
-        clipped = " (slowed by other jobs, clipped)" if pts and pts[-1][0] > x_max else ""
+        clipped = f" (clipped: ends at {pts[-1][0]:.0f} s)" if pts and pts[-1][0] > x_max else ""
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=colours[key[0]],
                 ls="-" if key[1] == "0" else "--" if key[1] == "1" else ":", label=f"{key[0]} (seed {key[1]}){clipped}")
     ax.axhline(task.target, color="grey", ls="--", lw=1)
