@@ -17,6 +17,8 @@ from ignite.engine import Engine, Events
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure  # a plain Figure renders with Agg: no pyplot, no global backend switch
 
+from pipeline.transforms.discrete import channel_argmax
+
 logger = logging.getLogger(__name__)
 
 CLASS_COLOURS = ["#00000000", "#ffd700", "#ff3030", "#30c0ff", "#40ff40"]
@@ -25,7 +27,7 @@ CLASS_COLOURS = ["#00000000", "#ffd700", "#ff3030", "#30c0ff", "#40ff40"]
 def _labels(t: torch.Tensor) -> np.ndarray:
     """Channel-first one-hot or single-channel label tensor -> integer map without the channel axis."""
     a = torch.as_tensor(t).detach().cpu().float()
-    return (a.argmax(0) if a.shape[0] > 1 else a[0]).numpy().astype(np.int64)
+    return (channel_argmax(a)[0] if a.shape[0] > 1 else a[0]).numpy().astype(np.int64)
 
 
 def best_slice(label: np.ndarray) -> int:

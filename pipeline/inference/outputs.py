@@ -3,7 +3,8 @@ log line per case.
 
 ``EnsembleNetwork`` gives foreground probabilities (+ attention channels) on the network's grid; ``Invertd`` resamples
 them (bilinear/trilinear) back through crop, spacing and orientation to the scan's grid; ``ProbabilitiesToLabeld``
-then restores the background channel and takes the argmax there, as nnU-Net does. MONAI has the argmax
+then restores the background channel and takes the argmax there, as nnU-Net does (``channel_argmax``: torch's
+argmax over the channel axis is slow on CPU). MONAI has the argmax
 (``AsDiscreted``) but no transform that completes a probability map from its foreground channels or splits extra
 channels off into another key, hence this one.
 """
@@ -21,6 +22,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from pipeline.errors import PipelineError
+from pipeline.transforms.discrete import channel_argmax
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class ProbabilitiesToLabeld(MapTransform):
             fg = x[: self.num_classes - 1]
             background = (1.0 - fg.sum(0, keepdim=True)).clamp_(0.0, 1.0)
             probs = torch.cat([background, fg], dim=0)
-            label = probs.argmax(0, keepdim=True).to(torch.uint8)
+            label = channel_argmax(probs).to(torch.uint8)
             if self.attention_key and x.shape[0] > self.num_classes - 1:
                 d[self.attention_key] = x[self.num_classes - 1:].clone()
             if self.prob_key:

@@ -20,8 +20,9 @@ Stride = int | Sequence[int]
 #: a MONAI layer spec: a factory name (``"batch"``) or ``(name, {constructor arguments})``
 LayerSpec = str | tuple
 
-#: the normalization of every conv-norm-act layer and attention gate unless a network is given another one
-DEFAULT_NORM: LayerSpec = ("instance", {"affine": True})
+#: the normalization of every conv-norm-act layer and attention gate unless a network is given another one: affine
+#: instance norm (``InstanceNorm{1,2,3}d``; in 3D ``InstanceNormCL3d``, the same layer with a faster inference)
+DEFAULT_NORM: LayerSpec = ("instance_cl", {"affine": True})
 
 
 class InstanceNormGroups(nn.GroupNorm):
@@ -38,6 +39,40 @@ class InstanceNormGroups(nn.GroupNorm):
 
 if "INSTANCE_GROUPS" not in Norm.names:
     Norm.add_factory_callable("instance_groups", lambda dim: InstanceNormGroups)
+
+
+class InstanceNormCL3d(nn.InstanceNorm3d):
+    """``InstanceNorm3d`` whose inference on a channels-last-3d CPU tensor runs torch's group-norm kernel (one channel
+    per group: the same function, outputs agree to 2e-6) instead of the instance-norm kernel.
+
+    ``torch.instance_norm`` views its input as one batch of N*C channels, which makes a channels-last-3d tensor
+    contiguous and hands a contiguous one to the next convolution: on CPU, where ``memory_format=auto`` runs narrow
+    3D networks channels-last, that took 4.1 s of a 17 s validation (``benchmarks/ct_step_layout.py``: a validation
+    volume's sliding window 0.61x as long with the group-norm kernel, float32, AVX2 EPYC). Training keeps
+    ``InstanceNorm3d``'s own path (the group-norm backward is slower there, and the recorded training runs stay
+    reproducible), as do CUDA, contiguous tensors and running statistics. Same class, parameters and state dict as
+    ``InstanceNorm3d``: checkpoints load either way. MONAI has no such layer; it is registered in MONAI's ``Norm``
+    factory as ``"instance_cl"`` (plain ``InstanceNorm{1,2}d`` for 1D/2D), the networks' default norm."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if (
+            not self.training
+            and not self.track_running_stats
+            and input.dim() == 5
+            and input.device.type == "cpu"
+            and input.is_contiguous(memory_format=torch.channels_last_3d)
+        ):
+            return F.group_norm(input, self.num_features, self.weight, self.bias, self.eps)
+        self._check_input_dim(input)
+        if input.dim() == 4:  # unbatched (C, D, H, W), which InstanceNorm3d also takes
+            return self._apply_instance_norm(input.unsqueeze(0)).squeeze(0)
+        return self._apply_instance_norm(input)
+
+
+if "INSTANCE_CL" not in Norm.names:
+    Norm.add_factory_callable(
+        "instance_cl", lambda dim: InstanceNormCL3d if dim == 3 else (nn.InstanceNorm1d, nn.InstanceNorm2d)[dim - 1]
+    )
 
 #: the activation of every conv-norm-act layer unless a network is given another one
 DEFAULT_ACT: LayerSpec = ("leakyrelu", {"negative_slope": 0.01, "inplace": True})
