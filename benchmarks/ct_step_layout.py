@@ -9,13 +9,18 @@ autocast on a CPU that runs it natively), interleaved so that a shared, noisy ma
   ``memory_format=auto`` chooses between (pipeline/engines/placement.py);
 - validation forward passes of one resampled validation phantom (about 177 x 139 x 43 voxels) through the sliding
   window (default network, its auto format), with the training patch as window and with larger windows;
-- the same train step of the default network (width 8, channels-last-3d) with three implementations of the same
-  affine instance normalisation: torch's ``InstanceNorm3d`` (the network's), ``GroupNorm`` with one channel per
+- the same train step, and the validation forward passes of one volume, of the default network (width 8,
+  channels-last-3d) with four implementations of the same affine instance normalisation: torch's
+  ``InstanceNorm3d``, the networks' default ``InstanceNormCL3d`` (``InstanceNorm3d`` in training, torch's group-norm
+  kernel at inference on channels-last CPU tensors; norm ``"instance_cl"``), ``GroupNorm`` with one channel per
   group (``pipeline.networks.blocks.InstanceNormGroups``, norm ``"instance_groups"``), and mean/variance over the
   spatial axes written out in autograd ops (``InstanceNormStats``, here only).
   ``InstanceNorm3d`` reshapes its input to one batch of N*C channels: on a channels-last tensor that costs copies to
   and from contiguous memory around every convolution, and the in-place LeakyReLU on its view adds a CopySlices in
-  the backward pass (torch.profiler on the float32 step of an AVX2-only EPYC: 0.88 s of copies in a 1.8 s step).
+  the backward pass (torch.profiler on the float32 step of an AVX2-only EPYC: 0.88 s of copies in a 1.8 s step);
+- the class map of a network output: ``torch.argmax`` over the channel axis against ``channel_argmax``
+  (``torch.max(...).indices``, what validation and inference use), on the validation volume and on a scan of the
+  grid of real MSD Task07 data (3 x 512 x 512 x 100).
 
     python benchmarks/ct_step_layout.py [--repeats 5] [--out benchmarks/results/ct_step_layout.md]
 """
@@ -36,7 +41,8 @@ from common import REPO, machine_header, quoted_argv  # noqa: E402
 
 from pipeline.engines import place, resolve_memory_format, resolve_precision  # noqa: E402
 from pipeline.networks import AttentionUNet  # noqa: E402
-from pipeline.networks.blocks import InstanceNormGroups  # noqa: E402
+from pipeline.networks.blocks import InstanceNormCL3d, InstanceNormGroups  # noqa: E402
+from pipeline.transforms import channel_argmax  # noqa: E402
 
 STRIDES = [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
 PATCH = (64, 64, 32)
@@ -90,7 +96,8 @@ class InstanceNormStats(torch.nn.Module):
         return x * scale + (self.bias.view(shape) - mean * scale)
 
 
-NORMS = {"InstanceNorm3d (the network's)": None, "GroupNorm, one channel per group": InstanceNormGroups,
+NORMS = {"InstanceNorm3d": None, "InstanceNormCL3d (the networks' default)": InstanceNormCL3d,
+         "GroupNorm, one channel per group": InstanceNormGroups,
          "var_mean in autograd ops": InstanceNormStats}
 
 
@@ -98,7 +105,8 @@ def norm_network(norm: type | None) -> torch.nn.Module:
     """The default network (width 8, channels-last-3d) with another implementation of its instance norm."""
     from monai.networks.layers.factories import Norm
 
-    name = {None: "instance", InstanceNormGroups: "instance_groups"}.get(norm, "bench_instance_stats")
+    name = {None: "instance", InstanceNormCL3d: "instance_cl", InstanceNormGroups: "instance_groups"}.get(
+        norm, "bench_instance_stats")
     if name.upper() not in Norm.names:  # only the benchmark's own InstanceNormStats is not registered by pipeline
         Norm.add_factory_callable(name, lambda dim: norm)
     spec = (name, {"affine": True})
@@ -109,11 +117,22 @@ def norm_network(norm: type | None) -> torch.nn.Module:
 
 
 def norm_difference(norm: type) -> float:
-    """Largest output difference from InstanceNorm3d on a random channels-last tensor (float32)."""
+    """Largest inference output difference from InstanceNorm3d on a random channels-last tensor (float32)."""
     x = torch.randn(2, 8, 16, 12, 8, generator=torch.Generator().manual_seed(3))
     x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
-        return float((torch.nn.InstanceNorm3d(8, affine=True)(x) - norm(8)(x)).abs().max())
+        return float((torch.nn.InstanceNorm3d(8, affine=True).eval()(x) - norm(8).eval()(x)).abs().max())
+
+
+ARGMAX_SHAPES = ((3, *VOLUME), (3, 512, 512, 100))
+
+
+def argmax_seconds(shape: tuple[int, ...], fast: bool) -> float:
+    """One class map of a float32 channel-first volume: torch.argmax or channel_argmax over the channels."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
+    t0 = time.perf_counter()
+    channel_argmax(x) if fast else torch.argmax(x, dim=0, keepdim=True)
+    return time.perf_counter() - t0
 
 
 def validation_seconds(net: torch.nn.Module, roi: tuple[int, int, int], dtype: torch.dtype | None) -> float:
@@ -145,6 +164,8 @@ def main() -> None:
     for net in norm_nets.values():
         train_step_seconds(net, True, dtype)
     norm_steps: dict[str, list[float]] = {name: [] for name in NORMS}
+    norm_vals: dict[str, list[float]] = {name: [] for name in NORMS}
+    argmaxes: dict[tuple, list[float]] = {(shape, fast): [] for shape in ARGMAX_SHAPES for fast in (False, True)}
     steps: dict[tuple, list[float]] = {v: [] for v in variants}
     vals: dict[tuple, list[float]] = {roi: [] for roi in rois}
     for repeat in range(args.repeats):
@@ -155,10 +176,13 @@ def main() -> None:
         names = list(norm_nets)
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # each variant first in turn
             norm_steps[name].append(train_step_seconds(norm_nets[name], True, dtype))
+            norm_vals[name].append(validation_seconds(norm_nets[name], PATCH, dtype))
+        for key in argmaxes:
+            argmaxes[key].append(argmax_seconds(*key))
     base = statistics.median(steps[(16, False)])
     auto = {w: resolve_memory_format(nets[(w, False)], "cpu")[0] is torch.channels_last_3d for w in WIDTHS}
     lines = [
-        "# CT recipe: train step by width and memory format, and validation window size",
+        "# CT recipe: train step by width and memory format, validation window size, instance norm, argmax",
         "",
         machine_header(quoted_argv()),
         f"- precision: {precision.dtype if precision.autocast else 'float32'}, {args.repeats} interleaved repeats, "
@@ -181,14 +205,22 @@ def main() -> None:
         m = statistics.median(times)
         lines.append(f"| {'x'.join(map(str, roi))} | {m:.2f} | {m / vbase:.2f}x |")
     nbase = statistics.median(norm_steps[next(iter(NORMS))])
-    lines += ["", f"Train step of the default network (width {DEFAULT_WIDTH}, channels-last-3d) by implementation of "
-              "its affine instance normalisation (the same function: largest output difference from InstanceNorm3d "
-              "on a random channels-last tensor in float32):", "",
-              "| instance norm | median s/step | vs InstanceNorm3d | output difference |", "|---|---|---|---|"]
+    vnbase = statistics.median(norm_vals[next(iter(NORMS))])
+    lines += ["", f"Train step and sliding-window validation of one {'x'.join(map(str, VOLUME))} volume (training "
+              f"patch as window) of the default network (width {DEFAULT_WIDTH}, channels-last-3d) by implementation "
+              "of its affine instance normalisation (the same function: largest inference output difference from "
+              "InstanceNorm3d on a random channels-last tensor in float32):", "",
+              "| instance norm | median s/step | vs InstanceNorm3d | validation median s | vs InstanceNorm3d | "
+              "output difference |", "|---|---|---|---|---|---|"]
     for name, cls in NORMS.items():
-        m = statistics.median(norm_steps[name])
+        m, v = statistics.median(norm_steps[name]), statistics.median(norm_vals[name])
         diff = "-" if cls is None else f"{norm_difference(cls):.1e}"
-        lines.append(f"| {name} | {m:.3f} | {m / nbase:.2f}x | {diff} |")
+        lines.append(f"| {name} | {m:.3f} | {m / nbase:.2f}x | {v:.2f} | {v / vnbase:.2f}x | {diff} |")
+    lines += ["", "Class map of a float32 network output (channel axis first, contiguous), median seconds:", "",
+              "| volume | torch.argmax | channel_argmax (torch.max indices) | ratio |", "|---|---|---|---|"]
+    for shape in ARGMAX_SHAPES:
+        slow, fast = (statistics.median(argmaxes[(shape, f)]) for f in (False, True))
+        lines.append(f"| {'x'.join(map(str, shape))} | {slow:.3f} | {fast:.3f} | {fast / slow:.2f}x |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
