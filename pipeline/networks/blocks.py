@@ -48,10 +48,10 @@ class InstanceNormCL3d(nn.InstanceNorm3d):
     ``torch.instance_norm`` views its input as one batch of N*C channels, which makes a channels-last-3d tensor
     contiguous and hands a contiguous one to the next convolution: on CPU, where ``memory_format=auto`` runs narrow
     3D networks channels-last, that took 4.1 s of a 17 s validation (``benchmarks/ct_step_layout.py``: a validation
-    volume's sliding window 0.61x as long with the group-norm kernel, float32, AVX2 EPYC). Training keeps
-    ``InstanceNorm3d``'s own path (the group-norm backward is slower there, and the recorded training runs stay
-    reproducible), as do CUDA, contiguous tensors and running statistics. Same class, parameters and state dict as
-    ``InstanceNorm3d``: checkpoints load either way. MONAI has no such layer; it is registered in MONAI's ``Norm``
+    volume's sliding window 0.65x as long with the group-norm kernel, float32, AVX2 EPYC). Training keeps
+    ``InstanceNorm3d``'s own path, bit for bit (the group-norm backward is no faster there, and the recorded training
+    runs stay reproducible), as do CUDA, contiguous tensors and running statistics. A subclass with the parameters
+    and state dict of ``InstanceNorm3d``: checkpoints load either way. MONAI has no such layer; it is registered in MONAI's ``Norm``
     factory as ``"instance_cl"`` (plain ``InstanceNorm{1,2}d`` for 1D/2D), the networks' default norm."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
