@@ -129,14 +129,15 @@ TASKS = {
     "ct": Task("bundles/attn_unet", CT_RECIPES, ("pancreas", "tumour"), "dice", 900, 0.80, "/tmp/ct_recipes",
                "benchmarks/results/ct_recipes", held_out=("test", "unseen"),
                notes="Every run: the 24 default phantoms (19 training, 5 validation), the recipe's epochs, bfloat16 "
-               "on CPU; held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
+               "on a CPU with native bfloat16 and float32 on one without (amp auto; the machine line says which); held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
                "Time is the training process (caching, training, validation), without data generation. The seed "
                "also draws the validation split, so validation Dice compares recipes within a seed; the held-out 12 "
                "compare across seeds."),
     "shapes": Task("bundles/unet", SHAPES_RECIPES, ("ellipse", "rectangle"), "iou", 600, 0.95, "/tmp/shapes_recipes",
                    "benchmarks/results/shapes_recipes", tta=True,
                    notes="Every run: the default shapes (1000 images, 800 training / 100 validation / 100 test, "
-                   "generator seed 0), the recipe's epochs, bfloat16 on CPU; held-out = the 100 test images, best "
+                   "generator seed 0), the recipe's epochs, bfloat16 on a CPU with native bfloat16 and float32 on one without (amp auto; the machine "
+                   "line says which); held-out = the 100 test images, best "
                    "checkpoint. Time is the training process (caching, training, validation), without data "
                    "generation."),
 }
