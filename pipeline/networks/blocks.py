@@ -51,8 +51,9 @@ class InstanceNormCL3d(nn.InstanceNorm3d):
     volume's sliding window 0.65x as long with the group-norm kernel, float32, AVX2 EPYC). Training keeps
     ``InstanceNorm3d``'s own path, bit for bit (the group-norm backward is no faster there, and the recorded training
     runs stay reproducible), as do CUDA, contiguous tensors and running statistics. A subclass with the parameters
-    and state dict of ``InstanceNorm3d``: checkpoints load either way. MONAI has no such layer; it is registered in MONAI's ``Norm``
-    factory as ``"instance_cl"`` (plain ``InstanceNorm{1,2}d`` for 1D/2D), the networks' default norm."""
+    and state dict of ``InstanceNorm3d``: checkpoints load either way. MONAI has no such layer; it is registered in
+    MONAI's ``Norm`` factory as ``"instance_cl"`` (MONAI's own ``"instance"`` layer in 1D/2D), the networks' default
+    norm."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if (
@@ -70,9 +71,7 @@ class InstanceNormCL3d(nn.InstanceNorm3d):
 
 
 if "INSTANCE_CL" not in Norm.names:
-    Norm.add_factory_callable(
-        "instance_cl", lambda dim: InstanceNormCL3d if dim == 3 else (nn.InstanceNorm1d, nn.InstanceNorm2d)[dim - 1]
-    )
+    Norm.add_factory_callable("instance_cl", lambda dim: InstanceNormCL3d if dim == 3 else Norm[Norm.INSTANCE, dim])
 
 #: the activation of every conv-norm-act layer unless a network is given another one
 DEFAULT_ACT: LayerSpec = ("leakyrelu", {"negative_slope": 0.01, "inplace": True})

@@ -1,10 +1,10 @@
 """The class map of a network output: the argmax over the channel axis, computed as ``torch.max(...).indices``.
 
 MONAI's ``AsDiscreted(argmax=True)`` calls ``torch.argmax(x, dim=0)``, which on CPU reduces over the outer axis of a
-contiguous volume through a slow generic path (pytorch/pytorch#140000): 0.17 s for a 3 x 177 x 139 x 43 validation
-volume and 4.8 s for a 3 x 512 x 512 x 100 scan on the grid of real MSD data, against 0.01 s and 0.28 s for
+contiguous volume through a slow generic path (pytorch/pytorch#140000): 0.20 s for a 3 x 177 x 139 x 43 validation
+volume and 4.5 s for a 3 x 512 x 512 x 100 scan on the grid of real MSD data, against 0.009 s and 0.48 s for
 ``torch.max(x, dim=0).indices``, which returns the same indices (the first maximum on ties) (2-core AVX2 EPYC,
-torch 2.13; ``benchmarks/ct_step_layout.py`` times both). Only the argmax is ours: the one-hot and threshold steps
+torch 2.13; ``benchmarks/ct_step_layout.py``, ``benchmarks/results/ct_step_layout_float32_20261128.md``). Only the argmax is ours: the one-hot and threshold steps
 stay MONAI's ``AsDiscreted``.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import torch
-from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 __all__ = ["ChannelArgmaxd", "channel_argmax"]
@@ -27,9 +26,6 @@ def channel_argmax(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
 class ChannelArgmaxd(MapTransform):
     """``AsDiscreted(keys, argmax=True)`` for channel-first ``(C, *spatial)`` items: the class map ``(1, *spatial)``
     in the input's float dtype (as ``AsDiscreted`` gives it), metadata kept."""
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
