@@ -1,0 +1,121 @@
+"""The README's set-up on a fresh clone, timed for two commits side by side, with the first imports after it.
+
+For each commit, alternately and ``--repeats`` times: clone the repository at that commit, create an empty virtual
+environment, time ``bash scripts/setup.sh`` in it, then time the imports a training run makes (torch, MONAI's
+bundle, engine, transform, network and handler packages, ignite, nibabel, scipy.ndimage, matplotlib, TensorBoard's
+writer, fire and the pipeline's packages) twice in fresh interpreters: the first import after set-up, which
+compiles any module pip did not byte-compile, and a second, warm one. Set-up plus the first import is what a new
+user waits before the first training step; the difference between the commits is the measured quantity, so the
+two are interleaved on the same machine. pip's download cache is whatever the machine has; a warm-up set-up that is
+not timed fills it first, so both commits install from the same cache.
+
+    python benchmarks/setup_time.py --before HEAD~1 --after HEAD [--repeats 2] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
+
+IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.transforms, monai.networks.nets, "
+           "monai.losses, monai.metrics, monai.inferers, ignite.engine, nibabel, scipy.ndimage, matplotlib.figure, "
+           "matplotlib.backends.backend_agg, torch.utils.tensorboard, fire, pipeline.engines, pipeline.handlers, "
+           "pipeline.data, pipeline.networks, pipeline.planning, pipeline.transforms, pipeline.losses")
+
+
+def fresh_install(ref: str, work: Path) -> tuple[Path, dict[str, str], str]:
+    """Clone ``ref`` into ``work/clone`` and create an empty venv in ``work/venv``; (clone, env, short commit)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    clone, venv = work / "clone", work / "venv"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", ref], cwd=clone, check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    return clone, env, commit
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
+    start = time.perf_counter()
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        code = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - start
+    if code:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); log {log}")
+    return wall
+
+
+def measure(ref: str, work: Path) -> dict[str, object]:
+    clone, env, commit = fresh_install(ref, work)
+    log = work / "setup.log"
+    setup = timed(["bash", "scripts/setup.sh"], clone, env, log)
+    py = str(work / "venv" / "bin" / "python")
+    first = timed([py, "-c", f"import {IMPORTS}"], clone, env, log)
+    second = timed([py, "-c", f"import {IMPORTS}"], clone, env, log)
+    site = next((work / "venv" / "lib").glob("python3*/site-packages"))
+    pyc = sum(1 for _ in site.rglob("*.pyc"))
+    shutil.rmtree(work, ignore_errors=True)  # a venv with torch is about 1 GB
+    return {"commit": commit, "setup": setup, "first": first, "second": second, "pyc": pyc}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", required=True, help="commit of the reference set-up")
+    ap.add_argument("--after", default="HEAD", help="commit of the set-up under test (default HEAD)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/setup_time")
+    ap.add_argument("--out", default=str(REPO / "benchmarks/results/setup_time.md"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    print("warm-up set-up (fills pip's cache, not timed)", flush=True)
+    measure(args.after, work / "warmup")
+    rows: list[tuple[str, dict[str, object]]] = []
+    for i in range(args.repeats):
+        order = (("before", args.before), ("after", args.after))
+        for name, ref in order if i % 2 == 0 else order[::-1]:
+            r = measure(ref, work / f"{name}{i}")
+            print(f"{name} {r}", flush=True)
+            rows.append((name, r))
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(float(r[key]) for n, r in rows if n == name)
+
+    lines = [
+        "# Set-up time on a fresh clone: `bash scripts/setup.sh` in an empty virtual environment, then the first "
+        "imports",
+        "",
+        machine_header(quoted_argv()),
+        "",
+        f"Imports timed after set-up, in a fresh interpreter each time: `import {IMPORTS}`.",
+        "",
+        "| run | commit | set-up (s) | first import (s) | set-up + first import (s) | second import (s) | .pyc files "
+        "in site-packages after both |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['commit']} | {r['setup']:.1f} | {r['first']:.1f} | "
+                     f"{r['setup'] + r['first']:.1f} | {r['second']:.1f} | {r['pyc']} |")
+    for name in ("before", "after"):
+        total = med(name, "setup") + med(name, "first")
+        lines.append(f"| **{name}, median** | | {med(name, 'setup'):.1f} | {med(name, 'first'):.1f} | "
+                     f"{total:.1f} | {med(name, 'second'):.1f} | |")
+    write_result(args.out, lines)
+    print(Path(args.out).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
