@@ -5,6 +5,9 @@
 #    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu where that index is reachable), so that the
 #    plain torch requirement of the package does not pull a CUDA build of several GB.
 #  - `--dev` adds the test dependencies.
+#  - pip is told not to byte-compile what it installs (--no-compile): it would compile all of torch, scipy,
+#    sympy, ... (about 13,000 files) while a run imports a fraction of them, which Python compiles and caches at
+#    first import (benchmarks/setup_time.py measures both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -14,7 +17,7 @@ if "$PY" -c "import torch" 2>/dev/null; then
   echo "setup: keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
   echo "setup: no torch found, installing the CPU build (${TORCH_SPEC:-torch==2.13.0})"
-  "$PY" -m pip install --disable-pip-version-check -q "${TORCH_SPEC:-torch==2.13.0}"
+  "$PY" -m pip install --disable-pip-version-check --no-compile -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-"$PY" -m pip install --disable-pip-version-check -q -e ".${extra}"
+"$PY" -m pip install --disable-pip-version-check --no-compile -q -e ".${extra}"
 "$PY" -c "import torch, monai, pipeline; print(f'setup: torch {torch.__version__}, monai {monai.__version__}, pipeline {pipeline.__version__}')"
