@@ -87,7 +87,8 @@ CT_RECIPES: dict[str, dict[str, object]] = {
 }
 PLAIN_LOSS = {"deep_supervision": False, "loss": "@segmentation_loss"}
 SHAPES_RECIPES: dict[str, dict[str, object]] = {
-    # the bundle as it is: deep supervision (side outputs at 1/2 and 1/4 resolution), plan = 128 x 128, batch 16
+    # the bundle as it is: deep supervision (side outputs at 1/2 and 1/4 resolution), plan = 128 x 128, batch 8 on a
+    # CPU (batch 16 before 11-28: the rows named default measured before then used it)
     "default": {},
     # the bundle before deep supervision: one output, plain DiceCE
     "no_deep_sup": PLAIN_LOSS,

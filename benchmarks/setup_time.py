@@ -7,9 +7,11 @@ writer, fire and the pipeline's packages) twice in fresh interpreters: the first
 compiles any module pip did not byte-compile, and a second, warm one. Set-up plus the first import is what a new
 user waits before the first training step; the difference between the commits is the measured quantity, so the
 two are interleaved on the same machine. pip's download cache is whatever the machine has; a warm-up set-up that is
-not timed fills it first, so both commits install from the same cache.
+not timed fills it first, so both commits install from the same cache. With ``PYTHONDONTWRITEBYTECODE`` set (as in
+some containers and CI images) Python never caches what it compiles at import; ``--write-bytecode`` removes it from
+the children's environment, as on a default Python installation. The result file says which applied.
 
-    python benchmarks/setup_time.py --before HEAD~1 --after HEAD [--repeats 2] [--out FILE]
+    python benchmarks/setup_time.py --before HEAD~1 --after HEAD [--repeats 2] [--write-bytecode] [--out FILE]
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.tra
            "pipeline.data, pipeline.networks, pipeline.planning, pipeline.transforms, pipeline.losses")
 
 
-def fresh_install(ref: str, work: Path) -> tuple[Path, dict[str, str], str]:
+def fresh_install(ref: str, work: Path, write_bytecode: bool) -> tuple[Path, dict[str, str], str]:
     """Clone ``ref`` into ``work/clone`` and create an empty venv in ``work/venv``; (clone, env, short commit)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -43,6 +45,8 @@ def fresh_install(ref: str, work: Path) -> tuple[Path, dict[str, str], str]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
+    if write_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     return clone, env, commit
 
 
@@ -58,8 +62,8 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
     return wall
 
 
-def measure(ref: str, work: Path) -> dict[str, object]:
-    clone, env, commit = fresh_install(ref, work)
+def measure(ref: str, work: Path, write_bytecode: bool) -> dict[str, object]:
+    clone, env, commit = fresh_install(ref, work, write_bytecode)
     log = work / "setup.log"
     setup = timed(["bash", "scripts/setup.sh"], clone, env, log)
     py = str(work / "venv" / "bin" / "python")
@@ -76,17 +80,19 @@ def main() -> int:
     ap.add_argument("--before", required=True, help="commit of the reference set-up")
     ap.add_argument("--after", default="HEAD", help="commit of the set-up under test (default HEAD)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--write-bytecode", action="store_true",
+                    help="unset PYTHONDONTWRITEBYTECODE for the set-ups and imports (a default Python installation)")
     ap.add_argument("--work", default="/tmp/setup_time")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/setup_time.md"))
     args = ap.parse_args()
     work = Path(args.work)
     print("warm-up set-up (fills pip's cache, not timed)", flush=True)
-    measure(args.after, work / "warmup")
+    measure(args.after, work / "warmup", args.write_bytecode)
     rows: list[tuple[str, dict[str, object]]] = []
     for i in range(args.repeats):
         order = (("before", args.before), ("after", args.after))
         for name, ref in order if i % 2 == 0 else order[::-1]:
-            r = measure(ref, work / f"{name}{i}")
+            r = measure(ref, work / f"{name}{i}", args.write_bytecode)
             print(f"{name} {r}", flush=True)
             rows.append((name, r))
 
@@ -98,6 +104,8 @@ def main() -> int:
         "imports",
         "",
         machine_header(quoted_argv()),
+        "- PYTHONDONTWRITEBYTECODE in the set-ups' environment: "
+        + ("unset (--write-bytecode)" if args.write_bytecode else os.environ.get("PYTHONDONTWRITEBYTECODE", "unset")),
         "",
         f"Imports timed after set-up, in a fresh interpreter each time: `import {IMPORTS}`.",
         "",

@@ -7,17 +7,20 @@
 #  - `--dev` adds the test dependencies.
 #  - pip is told not to byte-compile what it installs (--no-compile): it would compile all of torch, scipy,
 #    sympy, ... (about 13,000 files) while a run imports a fraction of them, which Python compiles and caches at
-#    first import (benchmarks/setup_time.py measures both).
+#    first import (set-up + first import 73 s instead of 100 s, benchmarks/results/setup_time.md). Not where
+#    PYTHONDONTWRITEBYTECODE is set: Python then caches nothing and every start would compile again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 extra=""
+nocompile="--no-compile"
+[ -n "${PYTHONDONTWRITEBYTECODE:-}" ] && nocompile=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 if "$PY" -c "import torch" 2>/dev/null; then
   echo "setup: keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
   echo "setup: no torch found, installing the CPU build (${TORCH_SPEC:-torch==2.13.0})"
-  "$PY" -m pip install --disable-pip-version-check --no-compile -q "${TORCH_SPEC:-torch==2.13.0}"
+  "$PY" -m pip install --disable-pip-version-check $nocompile -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-"$PY" -m pip install --disable-pip-version-check --no-compile -q -e ".${extra}"
+"$PY" -m pip install --disable-pip-version-check $nocompile -q -e ".${extra}"
 "$PY" -c "import torch, monai, pipeline; print(f'setup: torch {torch.__version__}, monai {monai.__version__}, pipeline {pipeline.__version__}')"
