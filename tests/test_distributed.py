@@ -124,10 +124,14 @@ def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
     make_shapes(tmp_path / "data", n=12, seed=4, size=32, val_fraction=0.2)
     out = tmp_path / "bundle"
     port = _free_port()
+    # the rendezvous store lives in this process, not in one node's agent: an agent that hosts it takes it down when
+    # its node finishes, and the other node's agent, still polling it, then fails its shutdown (exit 1 after a
+    # successful training; seen once in CI). Both agents are clients (is_host=false), as with a separate endpoint.
+    store = torch.distributed.TCPStore("127.0.0.1", port, is_master=True, multi_tenant=True, wait_for_workers=False)
     tiny = {"epochs": 1, "val_interval": 1, "batch_size": 4, "base_width": 8, "amp": "float32"}
     nodes = [
         _torchrun(["--nnodes=2", "--nproc_per_node=1", f"--node_rank={r}", "--rdzv_backend=c10d",
-                   f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=pipeline-test",
+                   f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=pipeline-test", "--rdzv_conf=is_host=false",
                    # the address rank 0's node publishes for the workers' store; without it the node's FQDN, which
                    # a CI container may not resolve (the other node's worker then waits for it forever)
                    "--local-addr=127.0.0.1"], ATTN, dataset_dir=tmp_path / "data",
@@ -135,6 +139,7 @@ def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
         for r in (0, 1)
     ]
     logs = [_communicate(p, nodes) for p in nodes]
+    del store
     for p, log in zip(nodes, logs):
         assert p.returncode == 0, log[-4000:]
     joined = "\n".join(logs)
