@@ -5,6 +5,7 @@ import datetime as _dt
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -75,6 +76,31 @@ def run_bundle(config_files: list[str], overrides: dict[str, object], log_file: 
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return RunResult(proc.returncode, wall, usage.ru_maxrss / 1024.0, log_file.read_text())
+
+
+def fresh_clone(ref: str, work: Path) -> tuple[Path, Path, dict[str, str], str]:
+    """Clone this repository at ``ref`` into ``work/clone`` (``work`` emptied first) and create an empty virtual
+    environment in ``work/venv``; return (clone, venv, the environment that activates it, the short commit)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    clone, venv = work / "clone", work / "venv"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", ref], cwd=clone, check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    return clone, venv, env, commit
+
+
+def timed_shell(command: str, cwd: Path, env: dict[str, str], log: Path, mode: str = "w") -> tuple[int, float, float]:
+    """Run ``command`` with bash, output to ``log``; (exit code, wall seconds, peak RSS in MB of its processes)."""
+    start = time.perf_counter()
+    with log.open(mode) as f:
+        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024.0
 
 
 def read_summary(csv_path: Path) -> dict[str, float]:

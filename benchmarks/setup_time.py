@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
+from common import REPO, fresh_clone, machine_header, quoted_argv, timed_shell, write_result  # noqa: E402
 
 IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.transforms, monai.networks.nets, "
            "monai.losses, monai.metrics, monai.inferers, ignite.engine, nibabel, scipy.ndimage, matplotlib.figure, "
@@ -33,43 +32,25 @@ IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.tra
            "pipeline.data, pipeline.networks, pipeline.planning, pipeline.transforms, pipeline.losses")
 
 
-def fresh_install(ref: str, work: Path, write_bytecode: bool) -> tuple[Path, dict[str, str], str]:
-    """Clone ``ref`` into ``work/clone`` and create an empty venv in ``work/venv``; (clone, env, short commit)."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    clone, venv = work / "clone", work / "venv"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", ref], cwd=clone, check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True,
-                            text=True, check=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
-    env.pop("PYTHONPATH", None)
-    if write_bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return clone, env, commit
-
-
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
-    start = time.perf_counter()
     with log.open("a") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        code = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
-    wall = time.perf_counter() - start
+        f.write(f"$ {shlex.join(cmd)}\n")
+    code, wall, _ = timed_shell(shlex.join(cmd), cwd, env, log, mode="a")
     if code:
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); log {log}")
+        raise SystemExit(f"{shlex.join(cmd)} failed (exit {code}); log {log}")
     return wall
 
 
 def measure(ref: str, work: Path, write_bytecode: bool) -> dict[str, object]:
-    clone, env, commit = fresh_install(ref, work, write_bytecode)
+    clone, venv, env, commit = fresh_clone(ref, work)
+    if write_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     log = work / "setup.log"
     setup = timed(["bash", "scripts/setup.sh"], clone, env, log)
-    py = str(work / "venv" / "bin" / "python")
+    py = str(venv / "bin" / "python")
     first = timed([py, "-c", f"import {IMPORTS}"], clone, env, log)
     second = timed([py, "-c", f"import {IMPORTS}"], clone, env, log)
-    site = next((work / "venv" / "lib").glob("python3*/site-packages"))
+    site = next((venv / "lib").glob("python3*/site-packages"))
     pyc = sum(1 for _ in site.rglob("*.pyc"))
     shutil.rmtree(work, ignore_errors=True)  # a venv with torch is about 1 GB
     return {"commit": commit, "setup": setup, "first": first, "second": second, "pyc": pyc}

@@ -15,29 +15,17 @@ the Dice a user of the predictions gets.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv, read_summary  # noqa: E402
+from common import REPO, fresh_clone, machine_header, quoted_argv, read_summary, timed_shell  # noqa: E402
 
 COMMAND = "bash scripts/setup.sh && python -m monai.bundle run --config_file bundles/attn_unet/train.json"
 VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- (.*val_dice_pancreas.*)")
 BUDGET_S, TARGET = 900.0, 0.80
-
-
-def timed_shell(command: str, cwd: Path, env: dict[str, str], log: Path) -> tuple[int, float, float]:
-    """(exit code, wall seconds, peak RSS in MB of the command's processes)."""
-    start = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024.0
 
 
 def main() -> int:
@@ -47,15 +35,7 @@ def main() -> int:
     ap.add_argument("--ref", default="HEAD", help="the commit or branch of this repository to clone (default HEAD)")
     args = ap.parse_args()
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    clone, venv = work / "clone", work / "venv"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", args.ref], cwd=clone, check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
-    env.pop("PYTHONPATH", None)
+    clone, venv, env, commit = fresh_clone(args.ref, work)
     code, wall, rss = timed_shell(COMMAND, clone, env, work / "train.log")
     log = (work / "train.log").read_text()
     if code:
