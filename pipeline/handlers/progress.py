@@ -21,9 +21,15 @@ def _loss_of(output: Any) -> dict[str, float]:
 
 class ProgressBar(_IgniteProgressBar):
     """ignite's ProgressBar with a one-argument ``attach`` (as MONAI handler lists call it) showing the loss, closed
-    also when the engine is terminated."""
+    also when the engine is terminated.
+
+    Off when its stream is not a terminal (tqdm's ``disable=None``): in a log file every redraw was kept, about 40
+    per epoch (329 KB of carriage-return lines for the CT command), while the StatsHandler lines already say each
+    epoch's loss and time. ``"disable": false`` in the handler's config keeps it on anyway.
+    """
 
     def __init__(self, desc: str = "", persist: bool = False, **tqdm_kwargs: Any) -> None:
+        tqdm_kwargs.setdefault("disable", None)
         super().__init__(persist=persist, desc=desc, **tqdm_kwargs)
 
     def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
