@@ -76,7 +76,8 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # seed 1
     "tumour_w3": {"segmentation_loss#weight": "$torch.tensor([1.0, 1.0, 3.0])"},
     # twice the learning rate of the width-8 default (0.003 came with the first scaffold and was never varied for
-    # CT): seed 1 ends its 120 epochs still rising (best checkpoint the last), so does it learn faster?
+    # CT): seed 1 ends its 120 epochs still rising (best checkpoint the last), so does it learn faster? The bundle's
+    # default since 0.5.0, so now the same run as "default"; the "default" rows written before then used 0.003
     "lr6e3": {"learning_rate": 0.006},
     # the same instance norm computed by GroupNorm with one channel per group, which keeps channels-last memory
     # (0.79x the train step in float32, ../ct_step_layout_float32_20261128.md): does the recipe still reach 0.80?
