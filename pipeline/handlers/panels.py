@@ -10,10 +10,12 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import torch
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure  # a plain Figure renders with Agg: no pyplot, no global backend switch
 
@@ -160,11 +162,16 @@ class SegmentationPanelHandler:
                            title=f"{self.tag} epoch {epoch}" + (f", axial slice {z}" if z is not None else ""),
                            radiological=z is not None)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.log_dir / f"{self.tag}_panel.png", dpi=80)
+        # drawn once, for both the PNG file and TensorBoard (savefig and add_figure would each draw it again)
+        fig.set_dpi(80)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba())
+        matplotlib.image.imsave(self.log_dir / f"{self.tag}_panel.png", rgba)
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.log_dir))
-        self._writer.add_figure(f"{self.tag}/panel", fig, global_step=epoch, close=True)
+        self._writer.add_image(f"{self.tag}/panel", rgba[..., :3], global_step=epoch, dataformats="HWC")
         self._writer.flush()
         self._case = None
