@@ -84,6 +84,14 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # the step further: nnU-Net's initial rate, with AdamW and the same cosine; 0.006 learnt faster early on both
     # seeds and found the tumour on seed 1, whose validation pancreas still stops near 0.74 (5 cases 0.68-0.82)
     "lr1e2": {"learning_rate": 0.01},
+    # nnU-Net's Dice term: foreground classes only (MONAI's DiceCELoss include_background=False drops the background
+    # channel from the Dice, the cross-entropy keeps every class); measured before only together with batch Dice,
+    # one crop per case and the largest component (bs1_batchdice_lcc)
+    "dice_fg": {"segmentation_loss#include_background": False},
+    # the train step through torch.compile (MONAI's SupervisedTrainer(compile=True), static shapes: one graph for the
+    # 4-crop batches, one for the epoch's last 2-crop batch): 0.81x the eager float32 step on this CPU, against a cold
+    # compile of about 80 s per graph (../compile_step.md). Does the whole run gain, and are the scores the same?
+    "compile": {"compile": True},
     # the same instance norm computed by GroupNorm with one channel per group, which keeps channels-last memory
     # (0.79x the train step in float32, ../ct_step_layout_float32_20261128.md): does the recipe still reach 0.80?
     "instance_groups": {"network_def#norm": ["instance_groups", {"affine": True}]},
