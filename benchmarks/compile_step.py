@@ -35,11 +35,10 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
 
-from pipeline.engines import place, resolve_memory_format, resolve_precision  # noqa: E402
-from pipeline.networks import AttentionUNet  # noqa: E402
+from ct_step_layout import PATCH, STRIDES, network  # noqa: E402
 
-STRIDES = [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
-PATCH = (64, 64, 32)
+from pipeline.engines import place, resolve_memory_format, resolve_precision  # noqa: E402
+
 BATCHES = (4, 2)
 EPOCH = {4: 9, 2: 1}  # steps per epoch of each batch size on the default phantoms
 EPOCHS = 120
@@ -49,9 +48,7 @@ class Step:
     """A network, its optimiser and the forward it trains through (eager or compiled)."""
 
     def __init__(self, compiled: bool | str, dtype: torch.dtype | None) -> None:
-        torch.manual_seed(0)
-        net = AttentionUNet(3, 1, 3, preset="standard", base_width=8, strides=STRIDES, deep_supervision=True,
-                            num_side_outputs=2)
+        net = network(8, channels_last=False)  # seeded; place() below picks the format as the bundle does
         self.channels_last = resolve_memory_format(net, "cpu")[0] is torch.channels_last_3d
         self.net = place(net, "cpu")  # the memory format memory_format=auto picks
         self.net.train()

@@ -64,8 +64,7 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", type=float, default=[1, 1.5, 2, 3, 4, 6])
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/tumour_weighting.md"))
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from recipes import CT_RECIPES
+    from recipes import CT_RECIPES  # the benchmarks folder is on sys.path (above)
 
     work = Path(args.work)
     results: dict[tuple[str, str, float], tuple[float, float]] = {}  # (run, set, w) -> (pancreas, tumour) means
