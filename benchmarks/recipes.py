@@ -92,6 +92,10 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # 4-crop batches, one for the epoch's last 2-crop batch): 0.81x the eager float32 step on this CPU, against a cold
     # compile of about 80 s per graph (../compile_step.md). Does the whole run gain, and are the scores the same?
     "compile": {"compile": True},
+    # an exponential moving average of the weights (ignite's EMAHandler, --ema true, momentum 0.01 after a warm-up over
+    # a tenth of the iterations so far) is validated and kept as model.pt: does averaging the last ~100 noisy
+    # two-case steps lift the end of the cosine schedule, or steady the seed spread?
+    "ema": {"ema": True},
     # the same instance norm computed by GroupNorm with one channel per group, which keeps channels-last memory
     # (0.79x the train step in float32, ../ct_step_layout_float32_20261128.md): does the recipe still reach 0.80?
     "instance_groups": {"network_def#norm": ["instance_groups", {"affine": True}]},

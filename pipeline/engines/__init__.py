@@ -2,6 +2,7 @@
 the model_config.json that lets a checkpoint be used without its training data, torch.distributed rank rules,
 per-epoch full checkpoints and resume, seeds and --deterministic, and --tracking mlflow."""
 from pipeline.engines.determinism import EpochSeeder, epoch_seed, flag, seed_run
+from pipeline.engines.ema import EMAWeights, ema_weights, evaluation_network
 from pipeline.engines.distributed import (
     DistributedCaseMetricsHandler,
     distributed_device,
@@ -77,7 +78,10 @@ __all__ = [
     "epoch_checkpoints",
     "epoch_seed",
     "EpochCheckpointSaver",
+    "EMAWeights",
+    "ema_weights",
     "EpochSeeder",
+    "evaluation_network",
     "finalize_distributed",
     "flag",
     "gather_objects",

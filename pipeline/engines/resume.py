@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 PREFIX = "checkpoint_epoch="
 _PATTERN = re.compile(re.escape(PREFIX) + r"(\d+)\.pt$")
 REQUIRED = ("network", "optimizer", "lr_scheduler", "trainer", "best_metric", "rng", "run")
+EMA_KEY = "ema_network"
 
 
 def epoch_checkpoints(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
@@ -164,8 +165,10 @@ class RunRecord:
 def training_state(
     trainer: Engine, evaluator: Engine | None, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
     lr_scheduler: Any, ckpt_dir: str | Path, best_model_saver: CheckpointSaver | None = None,
+    ema: Any = None,
 ) -> dict[str, Any]:
-    """The objects a full checkpoint saves and a resume loads (each with ``state_dict``/``load_state_dict``)."""
+    """The objects a full checkpoint saves and a resume loads (each with ``state_dict``/``load_state_dict``);
+    ``ema`` (``--ema true``, an ``EMAWeights``) adds the averaged network as ``ema_network``."""
     state: dict[str, Any] = {
         "network": network, "optimizer": optimizer, "lr_scheduler": lr_scheduler, "trainer": trainer,
         "best_metric": BestMetricState(trainer, evaluator, best_model_saver),
@@ -175,6 +178,8 @@ def training_state(
     scaler = getattr(trainer, "scaler", None)
     if scaler is not None:
         state["scaler"] = scaler
+    if ema is not None:
+        state[EMA_KEY] = ema.ema_model
     return state
 
 
@@ -206,10 +211,12 @@ class EpochCheckpointSaver:
 
 
 def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | None, epochs: int,
-                      epoch_length: int | None = None, learning_rates: list[float] | None = None) -> str:
+                      epoch_length: int | None = None, learning_rates: list[float] | None = None,
+                      ema: bool | None = None) -> str:
     """The latest ``checkpoint_epoch=N.pt`` of ``ckpt_dir`` once it is known to suit this run; otherwise a one-line
     PipelineError (none there, unreadable or truncated, another network or data fragment, past ``epochs``, epochs
-    of another length). Nothing is written. ``model_config`` / ``epoch_length`` None: those checks are skipped."""
+    of another length, with or without ``--ema`` unlike this run). Nothing is written. ``model_config`` /
+    ``epoch_length`` / ``ema`` None: those checks are skipped."""
     found = epoch_checkpoints(ckpt_dir)
     if not found:
         raise PipelineError(
@@ -266,6 +273,12 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | No
             f"{path}: trained with learning rate {saved_lrs[0]:g}, this run asks for {learning_rates[0]:g}: "
             "resume with the rate it was trained with"
         )
+    if ema is not None and bool(ema) != (EMA_KEY in ckpt):
+        saved = "true" if EMA_KEY in ckpt else "false"
+        raise PipelineError(
+            f"{path}: trained with --ema {saved}, this run asks for --ema {'true' if ema else 'false'}: resume with "
+            f"--ema {saved} (the averaged weights are {'in' if EMA_KEY in ckpt else 'not in'} the checkpoint)"
+        )
     logger.info("resuming from %s (epoch %d of %d)", path, epoch, int(epochs))
     return str(path)
 
@@ -313,7 +326,7 @@ def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Pat
     to load ``state`` when the run starts."""
     lrs = getattr(state.get("lr_scheduler"), "base_lrs", None)
     path = resume_checkpoint(ckpt_dir, model_config, trainer.state.max_epochs, trainer.state.epoch_length,
-                             learning_rates=list(lrs) if lrs is not None else None)
+                             learning_rates=list(lrs) if lrs is not None else None, ema=EMA_KEY in state)
     loader = CheckpointLoader(load_path=path, load_dict=dict(state), map_location=map_location)
     loader.attach(trainer)
     return loader
