@@ -101,12 +101,14 @@ def main() -> int:
     if not args.no_tta:
         runs["flip TTA (8 passes)"] = measure("tta", work, ckpt_dir, {"device": args.device, "tta": True})
     base = runs["default"]
+    checkpoint = (f"trained ({ckpt_dir})" if trained
+                  else "default recipe, freshly initialised (the time does not depend on the weights)")
     lines = [
         "# Attention U-Net: inference of a 512x512x300 CT (0.8 x 0.8 x 1.5 mm) through the default inference.json",
         "",
         machine_header(quoted_argv()),
         f"- input: {SHAPE} voxels at {SPACING} mm, int16 NIfTI; checkpoint: "
-        f"{'trained (' + ckpt_dir + ')' if trained else 'default recipe, freshly initialised (the time does not depend on the weights)'}"
+        f"{checkpoint}"
         f"; network grid after resampling and cropping: {base['grid']}; precision: {base['precision']}",
         f"- label map on the input's grid (shape and affine equal): {all(r['same_grid'] for r in runs.values())}",
         "",
@@ -121,7 +123,8 @@ def main() -> int:
         lines.append(f"| {name} | {r['case']:.1f} | {r['wall']:.1f} | {r['rss_gb']:.2f} | {r['load']:.1f} | {target} |")
     lines += ["", "Case time: the inference log's line for the case (read, preprocess, sliding window, resample the "
               "probabilities to the scan's grid, argmax, write). Whole process: `python -m monai.bundle run` including "
-              "Python, torch and MONAI start-up. Peak memory: the child process's maximum resident set size. Load average: the machine's 1-minute load "
+              "Python, torch and MONAI start-up. Peak memory: the child process's maximum resident set size. "
+              "Load average: the machine's 1-minute load "
               "before the run (above the core count, other work shared the cores and the times are longer).", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

@@ -167,7 +167,8 @@ def main() -> int:
         f"| monai.networks.nets.AttentionUnet | float32 | {med[('monai_attention', 'float32')]:.3f} |",
         f"| ours AttentionUNet, SupervisedTrainer + AutocastInferer (out of the box) | {default.mode} | "
         f"{med[('ours_attention', 'default')]:.3f} |",
-        f"| MONAI AttentionUnet, SupervisedTrainer (out of the box) | float32 | {med[('monai_attention', 'trainer')]:.3f} |",
+        f"| MONAI AttentionUnet, SupervisedTrainer (out of the box) | float32 | "
+        f"{med[('monai_attention', 'trainer')]:.3f} |",
         "",
         "| target | measured | verdict |",
         "|---|---|---|",

@@ -106,7 +106,8 @@ def main() -> int:
         ]
         for ep, m in hist:
             lines.append(f"| {ep} | {m.get('val_dice_pancreas', float('nan')):.4f} | "
-                         f"{m.get('val_dice_tumour', float('nan')):.4f} | {m.get('val_hd95_pancreas', float('nan')):.1f} |"
+                         f"{m.get('val_dice_tumour', float('nan')):.4f} | "
+                         f"{m.get('val_hd95_pancreas', float('nan')):.1f} |"
                          f" {m.get('val_mean_dice', float('nan')):.4f} |")
         if test:
             lines += ["", "Held-out phantoms (imagesTs/labelsTs, `evaluate.json`, best checkpoint): "
@@ -134,7 +135,8 @@ def main() -> int:
             results[amp] = scores(run)
             print(amp, results[amp], flush=True)
         (tb, db, bb), (tf, df, bf) = results["bfloat16"], results["float32"]
-        budget = f"{args.compare_epochs} epochs each" if args.compare_epochs else "the default run (bfloat16) and the same command" \
+        budget = f"{args.compare_epochs} epochs each" if args.compare_epochs else \
+            "the default run (bfloat16) and the same command" \
             " with `--amp float32`"
         lines += [
             f"## bfloat16 vs float32, same recipe, data and seed: {budget}",

@@ -58,7 +58,8 @@ def run(bundle: str, root: Path, data: Path, batches: int, track: bool) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, bundle, str(root), str(data), str(batches), str(int(track))],
                          cwd=REPO, capture_output=True, text=True)
     if out.returncode:
-        raise SystemExit(f"{bundle} track_meta={track} failed (exit {out.returncode}):\n{(out.stdout + out.stderr)[-2000:]}")
+        raise SystemExit(f"{bundle} track_meta={track} failed (exit {out.returncode}):\n"
+                         f"{(out.stdout + out.stderr)[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -200,7 +200,8 @@ def main() -> None:
                      f"{'yes' if auto[w] == cl else 'no'} |")
     vbase = statistics.median(vals[PATCH])
     lines += ["", f"Sliding-window validation of one {'x'.join(map(str, VOLUME))} volume with the default network "
-              f"(width {DEFAULT_WIDTH}, auto memory format; overlap 0.25, Gaussian, 4 windows per batch):", "", "| window | median s | vs training patch |", "|---|---|---|"]
+              f"(width {DEFAULT_WIDTH}, auto memory format; overlap 0.25, Gaussian, 4 windows per batch):", "",
+              "| window | median s | vs training patch |", "|---|---|---|"]
     for roi, times in vals.items():
         m = statistics.median(times)
         lines.append(f"| {'x'.join(map(str, roi))} | {m:.2f} | {m / vbase:.2f}x |")

@@ -42,7 +42,8 @@ WAIT = re.compile(r"data wait: ([\d.]+) s of ([\d.]+) s iteration time")
 CHILD = """
 import json, logging, sys
 from pipeline.study.bundle_run import bundle_parser, run_sections
-logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s", stream=sys.stdout)
+logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+                    stream=sys.stdout)
 root, data, epochs, overrides = sys.argv[1:5]
 run_sections(bundle_parser(["bundles/unet/train.json"], {"bundle_root": root, "dataset_dir": data,
     "epochs": int(epochs), "val_interval": 10**6, **json.loads(overrides)}))

@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                          dice1=(d1, lo1, hi1), dice12=(d12, lo12, hi12)))
         if len(montage_cases) < 4:
             montage_cases.append(case)
-        print(f"case {i}: {seconds:.2f} s, {hu.shape}, Dice(best HU interval) pancreas {d1:.3f}, pancreas+tumour {d12:.3f}",
+        print(f"case {i}: {seconds:.2f} s, {hu.shape}, Dice(best HU interval) pancreas {d1:.3f}, "
+              f"pancreas+tumour {d12:.3f}",
               flush=True)
     render_montage(montage_cases, args.montage)
 

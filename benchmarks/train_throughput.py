@@ -5,7 +5,8 @@ Each run trains ``--epochs`` epochs in a fresh bundle folder with validation swi
 last epoch), so the epoch times are training steps plus the per-epoch checkpoint. Images per second = training
 cases per epoch x timed epochs / their summed time, leaving out epoch 1 (caching, worker start-up). Peak memory is
 the largest resident set of any one process of the run (``RUSAGE_CHILDREN`` of a child that starts only that run:
-the bundle process, or the largest torchrun worker); GPU memory is not measured here. The data set is the bundle's default (generated on first use) unless ``--dataset_dir``.
+the bundle process, or the largest torchrun worker); GPU memory is not measured here. The data set is the bundle's
+default (generated on first use) unless ``--dataset_dir``.
 
     python benchmarks/train_throughput.py                        # attn_unet defaults, 1 and 2 CPU processes
     python benchmarks/train_throughput.py --procs 1 2 4 --device cuda

@@ -87,12 +87,14 @@ def main() -> int:
                     f"{c['hu_tumour']:.0f} | {c['hu_gland']:.0f} | {c['sd_gland']:.0f} | {c['contrast']:.0f} |")
             for run in args.runs:
                 s = scores[(run, d)].get(case, {})
-                line += f" {_f(s.get('dice_tumour'))} / {_f(s.get('recall_tumour'))} / {_f(s.get('precision_tumour'))} |"
+                line += (f" {_f(s.get('dice_tumour'))} / {_f(s.get('recall_tumour'))} / "
+                         f"{_f(s.get('precision_tumour'))} |")
             rows.append(line)
     lines = ["# Tumours of the held-out phantoms: size, contrast and what the model finds", "",
              machine_header(quoted_argv()), "",
              f"Contrast = mean HU of the gland (label 1) within {args.shell_mm:g} mm of the tumour minus the tumour's "
-             "mean HU. Dice / recall / precision per case from each run's evaluation (`evaluate.json`, best checkpoint, "
+             "mean HU. Dice / recall / precision per case from each run's evaluation (`evaluate.json`, "
+             "best checkpoint, "
              "on the resampled grid); `-` where the model predicted no tumour voxel (precision undefined).", "",
              *rows, "", f"{len(contrasts)} tumours; contrast median {np.median(contrasts):.0f} HU, "
              f"range {min(contrasts):.0f} to {max(contrasts):.0f} HU."]

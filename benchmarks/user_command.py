@@ -95,13 +95,15 @@ def main() -> int:
         f"{held_out['test4']['dice_pancreas']:.4f}, unseen 8 {held_out['unseen8']['dice_pancreas']:.4f}) | "
         f"{verdict(pancreas12 >= TARGET)} |",
         f"| the same on each scan's own grid (inference.json, `pipeline evaluate`) | {grid12:.4f} (test 4 "
-        f"{grid['test4']['pancreas']:.4f}, unseen 8 {grid['unseen8']['pancreas']:.4f}; tumour {grid['test4']['tumour']:.4f}"
+        f"{grid['test4']['pancreas']:.4f}, unseen 8 {grid['unseen8']['pancreas']:.4f}; "
+        f"tumour {grid['test4']['tumour']:.4f}"
         f" / {grid['unseen8']['tumour']:.4f}) | {verdict(grid12 >= TARGET)} |",
         f"| pancreas Dice >= {TARGET} on the validation cases | {best.get('val_dice_pancreas', float('nan')):.4f} "
         f"(best checkpoint, epoch {best_epoch}) | {verdict(best.get('val_dice_pancreas', 0) >= TARGET)} |",
         f"| tumour Dice reported (aim >= 0.50) | test 4 {held_out['test4']['dice_tumour']:.4f}, unseen 8 "
         f"{held_out['unseen8']['dice_tumour']:.4f} (mean over phantoms with a tumour), validation "
-        f"{best.get('val_dice_tumour', float('nan')):.4f} | {verdict(min(held_out['test4']['dice_tumour'], held_out['unseen8']['dice_tumour']) >= 0.5)} |",
+        f"{best.get('val_dice_tumour', float('nan')):.4f} | "
+        f"{verdict(min(held_out['test4']['dice_tumour'], held_out['unseen8']['dice_tumour']) >= 0.5)} |",
         f"| peak memory <= 4 GB | {rss / 1024:.2f} GB | {verdict(rss <= 4096)} |", "",
         "Validation history (sliding window on the validation phantoms, resampled space):", "",
         "| epoch | Dice pancreas | Dice tumour | HD95 pancreas (mm) |", "|---|---|---|---|",

@@ -10,7 +10,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bundle(command: str, config_files: list[str], timeout: int = 300, **overrides: object) -> subprocess.CompletedProcess:
+def bundle(command: str, config_files: list[str], timeout: int = 300,
+           **overrides: object) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <command> --config_file [...] --key value ...``; returns the completed process."""
     cmd = [sys.executable, "-m", "monai.bundle", command, "--config_file", repr(config_files)]
     for key, value in overrides.items():

@@ -46,6 +46,7 @@ def test_importing_the_package_has_no_side_effects():
 
 
 def test_installed_hook_prints_one_line_and_exits_non_zero():
-    code = "from pipeline.errors import PipelineError, install_excepthook; install_excepthook(); raise PipelineError('bad x')"
+    code = ("from pipeline.errors import PipelineError, install_excepthook; install_excepthook(); "
+            "raise PipelineError('bad x')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr == "error: bad x\n"

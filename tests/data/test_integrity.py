@@ -72,7 +72,8 @@ def test_layout_checked_without_full_read_and_modalities(tmp_path: Path) -> None
     _nii(root / "imagesTr/case_002.nii.gz", np.zeros(SHAPE + (2,), np.float32))
     _nii(root / "imagesTr/case_000.nii.gz", _with(np.nan, 1))
     assert check_dataset(root, read_images=False) == [
-        "case case_002 (imagesTr/case_002.nii.gz): image is 4D (shape (8, 8, 4, 2)); expected a 3D image with one channel"
+        "case case_002 (imagesTr/case_002.nii.gz): image is 4D (shape (8, 8, 4, 2)); "
+        "expected a 3D image with one channel"
     ]
     # dataset.json declaring two modalities: a 4th dim of 2 is right, a 3D image is not.
     root = _dataset(tmp_path / "mr", modality={"0": "T1", "1": "T2"})

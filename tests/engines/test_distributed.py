@@ -21,7 +21,8 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert D.distributed_device() == "cuda:1"
     monkeypatch.setenv("LOCAL_RANK", "3")
-    with pytest.raises(PipelineError, match=r"started 4 processes on this node but it has 2 GPU\(s\).*--nproc_per_node=2"):
+    with pytest.raises(PipelineError,
+                       match=r"started 4 processes on this node but it has 2 GPU\(s\).*--nproc_per_node=2"):
         D.distributed_device()
 
 

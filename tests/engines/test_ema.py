@@ -60,7 +60,8 @@ def _train_with_ema(ckpt_dir, epochs, stop_after=None, resume=False, ema=True):
         handler.attach(trainer)
     EpochCheckpointSaver(ckpt_dir, state).attach(trainer)
     if stop_after:
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.terminate() if e.state.epoch == stop_after else None)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED,
+                                  lambda e: e.terminate() if e.state.epoch == stop_after else None)
     trainer.run()
     return trainer, handler
 

@@ -139,7 +139,8 @@ def test_a_loader_thread_never_turns_metadata_off_while_validation_runs():
         started.set()
         return x
 
-    chain = TrainingCompose([RandFlipd("image", prob=1.0), Lambdad("image", note), EnsureTyped("image", track_meta=None)],
+    chain = TrainingCompose([RandFlipd("image", prob=1.0), Lambdad("image", note),
+                             EnsureTyped("image", track_meta=None)],
                             track_meta=False)
 
     class Validator:

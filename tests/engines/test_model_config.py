@@ -4,7 +4,13 @@ import json
 import pytest
 import torch
 
-from pipeline.engines import check_model_config, network_config, network_from_config, read_model_config, save_model_config
+from pipeline.engines import (
+    check_model_config,
+    network_config,
+    network_from_config,
+    read_model_config,
+    save_model_config,
+)
 from pipeline.errors import PipelineError
 from pipeline.networks import FCN, AttentionUNet, UNet
 
@@ -32,7 +38,8 @@ def test_network_rebuilt_from_the_saved_config_loads_the_same_weights(net, tmp_p
 def _saved(tmp_path, **data):
     config = {"network": {"_target_": "pipeline.networks.UNet", "spatial_dims": 3}, "spatial_dims": 3,
               "in_channels": 1, "out_channels": 3, "patch_size": [64, 64, 32],
-              "data": {"target_spacing": [2.0, 2.0, 3.0], "hu_window": [-175, 250], "keep_largest_component": False, **data}}
+              "data": {"target_spacing": [2.0, 2.0, 3.0], "hu_window": [-175, 250], "keep_largest_component": False,
+                       **data}}
     save_model_config(tmp_path, config)
     return config
 

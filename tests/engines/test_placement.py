@@ -52,4 +52,5 @@ def test_place_converts_the_weights_and_the_step_matches_contiguous():
         grads[fmt] = (loss.detach(), net.encoder.stem.conv0.conv.weight.grad.clone())
     torch.testing.assert_close(grads["auto"][0], grads["contiguous"][0], rtol=1e-4, atol=1e-5)
     scale = grads["contiguous"][1].abs().max().item()
-    torch.testing.assert_close(grads["auto"][1], grads["contiguous"][1], rtol=0, atol=1e-2 * scale)  # summation order differs
+    # summation order differs
+    torch.testing.assert_close(grads["auto"][1], grads["contiguous"][1], rtol=0, atol=1e-2 * scale)

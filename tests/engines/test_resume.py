@@ -57,7 +57,8 @@ def _train(ckpt_dir, epochs, stop_after=None, resume=False):
         save_model_config(save_dir, MODEL_CONFIG)
     EpochCheckpointSaver(save_dir, _state(trainer, save_dir)).attach(trainer)
     if stop_after:
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.terminate() if e.state.epoch == stop_after else None)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED,
+                                  lambda e: e.terminate() if e.state.epoch == stop_after else None)
     trainer.run()
     return trainer
 

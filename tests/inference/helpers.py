@@ -111,7 +111,8 @@ def dice(a, b) -> float:
     return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
 
 
-def write_dicom_series(folder: Path, hu, affine, series_uid: str, study_uid: str = "1.2.826.0.1.3680043.8.498.1") -> Path:
+def write_dicom_series(folder: Path, hu, affine, series_uid: str,
+                       study_uid: str = "1.2.826.0.1.3680043.8.498.1") -> Path:
     """Write ``hu`` (i, j, k array) as a CT DICOM series, one file per k-slice, with SimpleITK: the usual geometry
     tags (ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness) from the RAS ``affine`` and
     unsigned 16-bit stored values with RescaleIntercept -1024 / RescaleSlope 1, as scanners write them (GDCM

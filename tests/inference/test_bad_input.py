@@ -12,7 +12,14 @@ import torch
 
 from pipeline.errors import _find_pipeline_error
 from tests.bundles_util import REPO, assert_ok, assert_one_line_error
-from tests.inference.helpers import CT_STATE, ct_like_volume, ct_network, oblique_affine, run_inference, write_checkpoint
+from tests.inference.helpers import (
+    CT_STATE,
+    ct_like_volume,
+    ct_network,
+    oblique_affine,
+    run_inference,
+    write_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")

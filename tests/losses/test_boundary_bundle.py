@@ -74,7 +74,8 @@ def test_weights_reach_training_labels_and_the_loss_but_not_validation(files, da
                    "val_cache_rate": 0.0, **overrides})
     loss = parser.get_parsed_content("loss")
     inner = loss.loss if isinstance(loss, DeepSupervisionLoss) else loss
-    assert isinstance(inner, BoundaryWeightedDiceCELoss) and isinstance(loss, DeepSupervisionLoss)  # both deep-supervised
+    # both deep-supervised
+    assert isinstance(inner, BoundaryWeightedDiceCELoss) and isinstance(loss, DeepSupervisionLoss)
     train_label = _first_sample(parser.get_parsed_content("train#dataset"))["label"]
     assert train_label.shape[0] == 2 and train_label.dtype == torch.float32 and torch.all(train_label[1] > 0)
     val_label = _first_sample(parser.get_parsed_content("validate#dataset"))["label"]

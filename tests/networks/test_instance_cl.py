@@ -30,7 +30,8 @@ def _x(*shape: int) -> torch.Tensor:
 def test_training_is_instance_norm3d_bit_for_bit(monkeypatch):
     ours, ref = _pair()
     x1, x2 = _x(2, 6, 9, 8, 5).requires_grad_(), _x(2, 6, 9, 8, 5).requires_grad_()
-    monkeypatch.setattr(F, "group_norm", lambda *a, **k: (_ for _ in ()).throw(AssertionError("group_norm in training")))
+    monkeypatch.setattr(F, "group_norm",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("group_norm in training")))
     y1, y2 = ours(x1), ref(x2)
     assert torch.equal(y1, y2)
     (y1 * y1).sum().backward()

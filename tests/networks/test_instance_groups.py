@@ -1,4 +1,5 @@
-"""``InstanceNormGroups``: the network's instance norm as GroupNorm, so that channels-last tensors stay channels-last."""
+"""``InstanceNormGroups``: the network's instance norm as GroupNorm, so that channels-last tensors stay
+channels-last."""
 from __future__ import annotations
 
 import pytest

@@ -14,7 +14,8 @@ from tests.bundles_util import REPO
 
 
 def test_ct_window_scales_hounsfield_units():
-    d = CTIntensityd("image", mode="window", window=(-100, 300))({"image": torch.tensor([[-1000.0, -100, 100, 300, 2000]])})
+    d = CTIntensityd("image", mode="window", window=(-100, 300))(
+        {"image": torch.tensor([[-1000.0, -100, 100, 300, 2000]])})
     assert torch.allclose(d["image"], torch.tensor([[0.0, 0.0, 0.5, 1.0, 1.0]]))
     with pytest.raises(PipelineError, match="hu_window"):
         CTIntensityd("image", window=(300, -100))
@@ -45,7 +46,8 @@ def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
     assert foreground_statistics(cases, cache)["mean"] == 12345.0
     assert foreground_statistics(None, cache)["mean"] == 12345.0  # inference: no cases, the stored values
     assert foreground_statistics(cases[:1], cache)["mean"] == pytest.approx(40, abs=5)  # other cases: recomputed
-    out = CTIntensityd("image", mode="zscore", stats=stats)({"image": torch.tensor([[-1000.0, stats["mean"]]])})["image"]
+    out = CTIntensityd("image", mode="zscore", stats=stats)(
+        {"image": torch.tensor([[-1000.0, stats["mean"]]])})["image"]
     assert out[0, 1].abs() < 1e-5  # the mean maps to 0
     assert out[0, 0] == pytest.approx((stats["p00_5"] - stats["mean"]) / stats["std"], rel=1e-4)  # clipped first
     with pytest.raises(PipelineError, match="zscore"):
