@@ -131,3 +131,24 @@ def test_bad_ema_values_name_their_key(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError) as failed:  # monai.bundle's error line comes from this PipelineError
         parser.get_parsed_content("validate#evaluator")
     assert "--ema_momentum 'fast' must be a number" in str(failed.value.__cause__)
+
+
+def test_train_then_evaluate_with_ema_true_scores_the_saved_average(tmp_path, monkeypatch):
+    """``--config_file "['train.json','evaluate.json']" --ema true`` (the training command's keys reused): the
+    checkpoint loads into the network the evaluator scores, so the evaluation repeats the training's validation."""
+    trained = _bundle(tmp_path, monkeypatch, ema="true")
+    trained.get_parsed_content("initialize")
+    trained.get_parsed_content("run")
+    best = trained.get_parsed_content("validate#evaluator").state.best_metric
+    evaluation = ConfigParser()
+    evaluation.read_config(["bundles/unet/train.json", "bundles/unet/evaluate.json"])
+    evaluation.update({"device": "cpu", "dataset_dir": str(tmp_path / "data"), "bundle_root": str(tmp_path / "b"),
+                       "batch_size": 2, "preset": "precision", "base_width": 4, "num_workers": 0, "ema": "true",
+                       "eval_split": "validation", "tta": "false", "eval_dir": str(tmp_path / "eval")})
+    evaluation.get_parsed_content("initialize")
+    evaluation.get_parsed_content("run")
+    evaluator = evaluation.get_parsed_content("validate#evaluator")
+    saved = torch.load(tmp_path / "b" / "models" / "model.pt", weights_only=True)
+    scored = evaluator.network.state_dict()
+    assert all(torch.equal(saved[k], scored[k]) for k in saved)
+    assert evaluator.state.metrics["val_mean_dice"] == pytest.approx(best, abs=1e-6)
