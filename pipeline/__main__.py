@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace an existing generated set")
     k = sub.add_parser("check-data", help="check a data set folder (dataset.json, files, shapes, affines, labels)")
     k.add_argument("dataset_dir")
-    n = sub.add_parser("plan", help="plan training from a data set's fingerprint and this machine (spacing, patch, batch)")
+    n = sub.add_parser("plan",
+                       help="plan training from a data set's fingerprint and this machine (spacing, patch, batch)")
     n.add_argument("dataset_dir")
     n.add_argument("--out", default=None, help="plan file (default plans/<data set folder name>.json here)")
     n.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="plan for this device")

@@ -37,7 +37,9 @@ def ensure_dataset(dataset_dir: str | Path, default_dir: str | Path, generator: 
         return str(path)
     if not is_default:
         if not path.exists():
-            raise PipelineError(f"dataset_dir {str(path)!r} does not exist (only the default {str(default)!r} is generated)")
+            raise PipelineError(
+                f"dataset_dir {str(path)!r} does not exist (only the default {str(default)!r} is generated)"
+            )
         return str(path)  # a plain folder of image/label pairs: the data list checks it
     logger.info("generating the default %s data set in %s (%s)", generator, path, kwargs)
     # the default folder without dataset.json is an interrupted generation: the writer replaces only its own files

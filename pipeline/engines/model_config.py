@@ -166,7 +166,8 @@ def inference_datalist(
     if not Path(dataset_dir).is_dir():
         raise PipelineError(
             f"no input: set --input to an image file, a folder of images or a DICOM folder (dataset_dir "
-            f"{str(dataset_dir)!r}, used for the {split!r} split otherwise, does not exist; --input_dir is the same key)"
+            f"{str(dataset_dir)!r}, used for the {split!r} split otherwise, does not exist; "
+            "--input_dir is the same key)"
         )
     cases = load_datalist(dataset_dir, split, val_fraction=val_fraction, num_folds=num_folds, fold=fold, seed=seed)
     if spatial_dims is not None:

@@ -29,7 +29,8 @@ SOFT_TISSUE_WINDOW = (400.0, 40.0)
 CT_AIR_HU = -500.0
 
 
-def display_range(image: np.ndarray, spatial_dims: int, window: Sequence[float] | None = None) -> tuple[float, float] | None:
+def display_range(image: np.ndarray, spatial_dims: int,
+                  window: Sequence[float] | None = None) -> tuple[float, float] | None:
     """(lo, hi) shown from black to white: ``window`` (width, level) if given, the soft-tissue window for CT (3D
     values down to air), else None (the panel's 1st-99th percentile)."""
     if window is None and spatial_dims == 3 and float(image.min()) <= CT_AIR_HU:

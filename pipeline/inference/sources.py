@@ -210,7 +210,8 @@ def inference_inputs(
     if path.is_file():
         if not path.name.lower().endswith(NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS):
             raise PipelineError(
-                f"{path}: not an image file this pipeline reads ({', '.join(NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS)}"
+                f"{path}: not an image file this pipeline reads "
+                f"({', '.join(NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS)}"
                 "); for DICOM give the folder that holds the series"
             )
         files = [path]

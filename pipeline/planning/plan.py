@@ -22,8 +22,9 @@ The rules, in the order they are applied (d = spatial dims; "body" = the median 
 3. Patch: a cube (square in 2D) in millimetres of the budget's size, each axis clipped to the body (the bundles
    crop to it) with the freed voxels given to the other axes; then rounded down to a multiple of the axis'
    pooling product and grown again one multiple at a time (shortest axis in mm first) while the budget allows.
-4. Strides (one per pooling of the network, 3 for the ``standard`` preset): nnU-Net's rule per level: among the axes still >= 8 voxels
-   after pooling, pool those whose current spacing is < 2x the finest current spacing; others take 1.
+4. Strides (one per pooling of the network, 3 for the ``standard`` preset): nnU-Net's rule per level: among the
+   axes still >= 8 voxels after pooling, pool those whose current spacing is < 2x the finest current spacing;
+   others take 1.
 5. Batch size: the CPU recipe's; on a GPU the voxels per step over the crops of the patch, between 2 and 8.
 6. Intensity: CT gets the HU window of the foreground 0.5/99.5 percentiles (nnU-Net's clip range), and the
    foreground mean/std for ``intensity_mode`` zscore; other modalities per-image z-scoring.
@@ -203,7 +204,8 @@ def make_plan(
                      f"between 2 and {GPU_MAX_BATCH}")
     else:
         batch = fixed_batch
-        batch_why = f"the CPU recipe's batch ({batch} cases x {num_samples} crop{'s' if num_samples != 1 else ''} per step)"
+        crops = f"{num_samples} crop{'s' if num_samples != 1 else ''}"
+        batch_why = f"the CPU recipe's batch ({batch} cases x {crops} per step)"
     workers, workers_why = planned_workers(machine)
     intensity, intensity_why = _intensity(fingerprint)
     summary = {k: v for k, v in fingerprint.items() if k != "cases"}

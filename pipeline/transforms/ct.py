@@ -38,7 +38,9 @@ def foreground_statistics(
     cache = Path(cache_file)
     if datalist is None:
         if not cache.is_file():
-            raise PipelineError(f"{cache} not found: intensity_mode 'zscore' needs the statistics stored at training time")
+            raise PipelineError(
+                f"{cache} not found: intensity_mode 'zscore' needs the statistics stored at training time"
+            )
         return _read_statistics(cache)["statistics"]
     cases = sorted(str(Path(d["image"]).name) for d in datalist)
     if cache.is_file():
