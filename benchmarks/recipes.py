@@ -151,14 +151,16 @@ TASKS = {
     "ct": Task("bundles/attn_unet", CT_RECIPES, ("pancreas", "tumour"), "dice", 900, 0.80, "/tmp/ct_recipes",
                "benchmarks/results/ct_recipes", held_out=("test", "unseen"),
                notes="Every run: the 24 default phantoms (19 training, 5 validation), the recipe's epochs, bfloat16 "
-               "on a CPU with native bfloat16 and float32 on one without (amp auto; the machine line says which); held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
+               "on a CPU with native bfloat16 and float32 on one without (amp auto; the machine line says which); "
+               "held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
                "Time is the training process (caching, training, validation), without data generation. The seed "
                "also draws the validation split, so validation Dice compares recipes within a seed; the held-out 12 "
                "compare across seeds."),
     "shapes": Task("bundles/unet", SHAPES_RECIPES, ("ellipse", "rectangle"), "iou", 600, 0.95, "/tmp/shapes_recipes",
                    "benchmarks/results/shapes_recipes", tta=True,
                    notes="Every run: the default shapes (1000 images, 800 training / 100 validation / 100 test, "
-                   "generator seed 0), the recipe's epochs, bfloat16 on a CPU with native bfloat16 and float32 on one without (amp auto; the machine "
+                   "generator seed 0), the recipe's epochs, bfloat16 on a CPU with native bfloat16 and float32 on "
+                   "one without (amp auto; the machine "
                    "line says which); held-out = the 100 test images, best "
                    "checkpoint. Time is the training process (caching, training, validation), without data "
                    "generation."),
@@ -246,7 +248,8 @@ def plot(task: Task, rows: list[dict[str, str]], out: Path) -> None:
 
     first = task.classes[0]
     column = f"val_{task.curve_metric}_{first}" if task.curve_metric == "dice" else f"val_mean_{task.curve_metric}"
-    label = f"validation {'Dice, ' + first if task.curve_metric == 'dice' else 'mean IoU (' + ', '.join(task.classes) + ')'}"
+    shown = "Dice, " + first if task.curve_metric == "dice" else "mean IoU (" + ", ".join(task.classes) + ")"
+    label = f"validation {shown}"
     fig = Figure(figsize=(10, 5))
     ax = fig.subplots()
     keys = sorted({(r["recipe"], r["seed"]) for r in rows})
@@ -278,7 +281,8 @@ def plot(task: Task, rows: list[dict[str, str]], out: Path) -> None:
 def final_row(task: Task, recipe: str, seed: int, wall: float, curve: list[dict], scores: list[dict], log: str,
               extra: dict, scores_tta: list[dict] | None = None) -> dict[str, object]:
     best = max(curve, key=lambda p: p.get("val_mean_dice", -1))
-    row: dict[str, object] = {"recipe": recipe, "seed": seed, "train_wall_s": round(wall, 1), "best_epoch": best["epoch"]}
+    row: dict[str, object] = {"recipe": recipe, "seed": seed, "train_wall_s": round(wall, 1),
+                              "best_epoch": best["epoch"]}
     for c in task.classes:
         row[f"val_{task.curve_metric}_{c}"] = best.get(f"val_{task.curve_metric}_{c}", 0.0)
     if task.held_out == ("test",):  # shapes: the test split
@@ -374,7 +378,8 @@ def main() -> int:
             log = log_file.read_text()
             curve = parse_curve(log, start)
             scores = [evaluate(args.task, recipe, seed, root, d, extra) for d in data_sets]
-            scores_tta = [evaluate(args.task, recipe, seed, root, d, extra, tta=True) for d in data_sets] if task.tta or args.tta else None
+            scores_tta = ([evaluate(args.task, recipe, seed, root, d, extra, tta=True) for d in data_sets]
+                          if task.tta or args.tta else None)
             finals.append(final_row(task, recipe, seed, wall, curve, scores, log, extra, scores_tta))
             rows += [{k: str(p.get(k, "")) for k in fields} | {"recipe": recipe, "seed": str(seed)} for p in curve]
             with curve_csv.open("w", newline="") as f:
@@ -401,10 +406,12 @@ def _f(value: object, digits: int = 4) -> str:
 def write_table(task: Task, finals: list[dict], path: Path) -> None:
     title = ("CT recipes: validation Dice against time (attn_unet bundle, CT phantoms)" if task.held_out != ("test",)
              else "Shapes recipes: validation IoU against time (unet bundle, 2D shapes)")
-    lines = [f"# {title}", "", machine_header(quoted_argv()), "", task.notes + " Curves: `curves.csv`, `curves.png`.", ""]
+    lines = [f"# {title}", "", machine_header(quoted_argv()), "",
+             task.notes + " Curves: `curves.csv`, `curves.png`.", ""]
     if task.held_out == ("test",):
         a, b = task.classes
-        lines += [f"| recipe | seed | train wall (s) | best epoch | val IoU {a} | val IoU {b} | test mean IoU | test IoU {a} |"
+        lines += [f"| recipe | seed | train wall (s) | best epoch | val IoU {a} | val IoU {b} | test mean IoU | "
+                  f"test IoU {a} |"
                   f" test IoU {b} | test mean IoU, flip TTA | data wait (% of iteration time) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for f in finals:
@@ -414,7 +421,8 @@ def write_table(task: Task, finals: list[dict], path: Path) -> None:
                          f"{f.get('data_wait_percent') or '-'} |")
     else:
         tta = any(f.get("heldout12_dice_pancreas_tta") for f in finals)
-        lines += ["| recipe | seed | train wall (s) | best epoch | val Dice pancreas | val Dice tumour | held-out 12 Dice pancreas |"
+        lines += ["| recipe | seed | train wall (s) | best epoch | val Dice pancreas | val Dice tumour | "
+                  "held-out 12 Dice pancreas |"
                   " test 4 tumour | unseen 8 tumour | data wait (% of iteration time) |"
                   + (" held-out 12 pancreas / test 4 tumour / unseen 8 tumour, flip TTA |" if tta else ""),
                   "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if tta else "")]
