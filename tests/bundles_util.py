@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +48,19 @@ class LossTurningNaN(torch.nn.Module):
         value = self.loss(*args)
         here = self.only_rank is None or torch.distributed.get_rank() == self.only_rank
         return value if self.calls <= self.finite_calls or not here else value * float("nan")
+
+
+def shapes_parser(tmp_path: Path, monkeypatch, config_files: tuple[str, ...] = ("bundles/unet/train.json",),
+                  **overrides: object) -> ConfigParser:
+    """The unet bundle parsed in this process, on CPU, over 8 generated 32x32 shapes images (``tmp_path/data``,
+    written once) with ``bundle_root`` ``tmp_path/b`` and batch 2; ``overrides`` as from the command line."""
+    from pipeline.data.shapes2d import make_shapes
+
+    monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
+    if not (tmp_path / "data").is_dir():
+        make_shapes(tmp_path / "data", n=8, seed=3, size=32)
+    parser = ConfigParser()
+    parser.read_config(list(config_files))
+    parser.update({"device": "cpu", "dataset_dir": str(tmp_path / "data"), "bundle_root": str(tmp_path / "b"),
+                   "batch_size": 2, **overrides})
+    return parser

@@ -1,20 +1,13 @@
 """``--compile``: the trainer trains through torch.compile of the bundle's network, validation stays eager."""
 import pytest
 import torch
-from monai.bundle import ConfigParser
 
-from pipeline.data.shapes2d import make_shapes
 from pipeline.errors import PipelineError
-from tests.bundles_util import REPO
+from tests.bundles_util import shapes_parser
 
 
 def _trainer(tmp_path, monkeypatch, **overrides):
-    monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
-    make_shapes(tmp_path / "data", n=8, seed=3, size=32)
-    parser = ConfigParser()
-    parser.read_config("bundles/unet/train.json")
-    parser.update({"device": "cpu", "dataset_dir": str(tmp_path / "data"), "bundle_root": str(tmp_path / "b"),
-                   "batch_size": 2, **overrides})
+    parser = shapes_parser(tmp_path, monkeypatch, **overrides)
     return parser, parser.get_parsed_content("train#trainer")
 
 

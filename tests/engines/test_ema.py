@@ -3,9 +3,7 @@ as model.pt and carried by the full checkpoint so that a resumed run averages ex
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigParser
 
-from pipeline.data.shapes2d import make_shapes
 from pipeline.engines import (
     EMAWeights,
     EpochCheckpointSaver,
@@ -16,7 +14,7 @@ from pipeline.engines import (
 )
 from pipeline.engines.ema import warmup_momentum
 from pipeline.errors import PipelineError
-from tests.bundles_util import REPO
+from tests.bundles_util import shapes_parser
 from tests.engines.test_resume import MODEL_CONFIG, _trainer
 
 
@@ -85,15 +83,9 @@ def test_resume_refuses_a_checkpoint_trained_with_the_other_ema_setting(tmp_path
         _train_with_ema(tmp_path / "off", epochs=3, resume=True)
 
 
-def _bundle(tmp_path, monkeypatch, **overrides):
-    monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
-    make_shapes(tmp_path / "data", n=8, seed=3, size=32)
-    parser = ConfigParser()
-    parser.read_config("bundles/unet/train.json")
-    parser.update({"device": "cpu", "dataset_dir": str(tmp_path / "data"), "bundle_root": str(tmp_path / "b"),
-                   "batch_size": 2, "preset": "precision", "base_width": 4, "epochs": 1, "val_interval": 1,
-                   "num_workers": 0, **overrides})
-    return parser
+def _bundle(tmp_path, monkeypatch, config_files=("bundles/unet/train.json",), **overrides):
+    return shapes_parser(tmp_path, monkeypatch, config_files, preset="precision", base_width=4, epochs=1,
+                         val_interval=1, num_workers=0, **overrides)
 
 
 def test_ema_is_off_by_default(tmp_path, monkeypatch):
@@ -140,11 +132,8 @@ def test_train_then_evaluate_with_ema_true_scores_the_saved_average(tmp_path, mo
     trained.get_parsed_content("initialize")
     trained.get_parsed_content("run")
     best = trained.get_parsed_content("validate#evaluator").state.best_metric
-    evaluation = ConfigParser()
-    evaluation.read_config(["bundles/unet/train.json", "bundles/unet/evaluate.json"])
-    evaluation.update({"device": "cpu", "dataset_dir": str(tmp_path / "data"), "bundle_root": str(tmp_path / "b"),
-                       "batch_size": 2, "preset": "precision", "base_width": 4, "num_workers": 0, "ema": "true",
-                       "eval_split": "validation", "tta": "false", "eval_dir": str(tmp_path / "eval")})
+    evaluation = _bundle(tmp_path, monkeypatch, ("bundles/unet/train.json", "bundles/unet/evaluate.json"),
+                         ema="true", eval_split="validation", tta="false", eval_dir=str(tmp_path / "eval"))
     evaluation.get_parsed_content("initialize")
     evaluation.get_parsed_content("run")
     evaluator = evaluation.get_parsed_content("validate#evaluator")
