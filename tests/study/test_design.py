@@ -12,7 +12,7 @@ from pipeline.study.design import ABLATIONS, FULL, MODELS_2D, MODELS_3D, QUICK, 
 BUDGET_KEYS = ("epochs", "val_interval", "batch_size", "learning_rate")
 # keys the 2D data fragment never reads (the CT recipe's) or that only inference reads
 UNREAD_IN_2D_TRAINING = {"ct_stats", "hu_window", "intensity_mode", "keep_largest_component", "sw_batch_size",
-                         "sw_overlap", "mirror_border"}
+                         "sw_overlap", "val_sw_overlap", "mirror_border"}
 INFERENCE_ONLY = {"mirror_border"}
 
 
