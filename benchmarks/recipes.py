@@ -155,7 +155,9 @@ TASKS = {
                "held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
                "Time is the training process (caching, training, validation), without data generation. The seed "
                "also draws the validation split, so validation Dice compares recipes within a seed; the held-out 12 "
-               "compare across seeds."),
+               "compare across seeds. Held-out scores come from the bundle's evaluate.json as it is: rows written "
+               "before 2026-11-29 (bundle < 0.5.3) slid its window with a quarter-patch overlap, later ones with "
+               "half a patch (../ct_eval_options.md scores the default's three seeds both ways)."),
     "shapes": Task("bundles/unet", SHAPES_RECIPES, ("ellipse", "rectangle"), "iou", 600, 0.95, "/tmp/shapes_recipes",
                    "benchmarks/results/shapes_recipes", tta=True,
                    notes="Every run: the default shapes (1000 images, 800 training / 100 validation / 100 test, "
