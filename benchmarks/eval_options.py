@@ -31,8 +31,14 @@ OPTIONS: dict[str, dict[str, object]] = {
     "default": {},
     # MONAI's KeepLargestConnectedComponentd over pancreas and tumour together (the bundle's keep_largest_component)
     "lcc": {"keep_largest_component": True},
-    # nnU-Net's sliding-window overlap (half a patch) instead of the bundle's quarter
+    # the sliding-window overlap: a quarter of a patch (the bundle's before 0.5.3) or half (nnU-Net's, the bundle's
+    # since 0.5.3, chosen by the run of 2026-11-29 in ../results/ct_eval_options.md)
+    "overlap_0.25": {"sw_overlap": 0.25},
     "overlap_0.5": {"sw_overlap": 0.5},
+    # the same windows blended with equal weights, or with a Gaussian twice as wide (MONAI's sigma_scale 0.125 by
+    # default): does a flatter blending keep the small tumours that the centre-weighted average loses?
+    "overlap_0.5_constant": {"sw_overlap": 0.5, "data#inferer#mode": "constant"},
+    "overlap_0.5_sigma_0.25": {"sw_overlap": 0.5, "data#inferer#sigma_scale": 0.25},
 }
 SETS = (("validation", "pancreas_phantom", "validation"), ("test4", "pancreas_phantom", "test"),
         ("unseen8", "unseen_phantoms", "test"))
@@ -40,7 +46,8 @@ CLASSES = ("pancreas", "tumour")
 
 
 def per_case(csv_path: Path) -> dict[str, dict[str, float]]:
-    """case -> {dice_<class>: value} from a metrics_per_case.csv (empty cells, a class absent from the case, left out)."""
+    """case -> {dice_<class>: value} from a metrics_per_case.csv (empty cells, a class absent from the case, are
+    left out)."""
     with csv_path.open() as f:
         return {row["case"]: {k: float(v) for k, v in row.items() if k.startswith("dice_") and v not in ("", "nan")}
                 for row in csv.DictReader(f)}
@@ -104,7 +111,8 @@ def main() -> int:
             for label, _, _ in SETS:
                 for c in CLASSES:
                     row[f"{label}_{c}"] = mean(this[label], f"dice_{c}")
-            cases = {**{f"t{k}": v for k, v in this["test4"].items()}, **{f"u{k}": v for k, v in this["unseen8"].items()}}
+            cases = {**{f"t{k}": v for k, v in this["test4"].items()},
+                     **{f"u{k}": v for k, v in this["unseen8"].items()}}
             row["heldout12_pancreas"] = mean(cases, "dice_pancreas")
             rows.append(row)
             print(json.dumps(row), flush=True)
