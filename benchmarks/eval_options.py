@@ -16,14 +16,13 @@ import argparse
 import csv
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_header, quoted_argv, write_result  # noqa: E402
-from recipes import TASKS, child_command, ensure_data  # noqa: E402
+from recipes import TASKS, ensure_data, run_evaluation  # noqa: E402
 
 # evaluate.json keys per option; "default" is the bundle's evaluation as it ships (no TTA for CT: its training
 # augmentation flips no axis)
@@ -53,26 +52,25 @@ def per_case(csv_path: Path) -> dict[str, dict[str, float]]:
                 for row in csv.DictReader(f)}
 
 
-def score(run: Path, option: str, data: Path, split: str, out: Path) -> tuple[dict[str, dict[str, float]], float]:
-    """Per-case Dice of ``run``'s best checkpoint on ``split`` of ``data`` with ``option``; (cases, seconds)."""
+def recipe_and_seed(run: Path) -> tuple[str, int]:
+    """The recipe and seed of a trained run folder ``<recipe>_s<seed>``; one line naming the folder otherwise."""
     m = re.fullmatch(r"(.+)_s(\d+)", run.name)
     if not m:
         raise SystemExit(f"{run}: run folders are named <recipe>_s<seed>, as recipes.py writes them")
-    recipe, seed = m.group(1), int(m.group(2))
-    if recipe not in TASKS["ct"].recipes:
-        raise SystemExit(f"{run}: unknown recipe {recipe!r} (recipes.py --list)")
+    if m.group(1) not in TASKS["ct"].recipes:
+        raise SystemExit(f"{run}: unknown recipe {m.group(1)!r} (recipes.py --list)")
     if not (run / "models" / "model.pt").is_file():
         raise SystemExit(f"{run}: no models/model.pt; train it first with recipes.py")
+    return m.group(1), int(m.group(2))
+
+
+def score(run: Path, option: str, data: Path, split: str, out: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """Per-case Dice of ``run``'s best checkpoint on ``split`` of ``data`` with ``option``; (cases, seconds)."""
+    recipe, seed = recipe_and_seed(run)
     eval_dir = out / f"{option}_{data.name}_{split}"
-    extra = {**OPTIONS[option], "tta": False, "eval_split": split, "eval_dir": str(eval_dir)}
-    files = ["bundles/attn_unet/train.json", "bundles/attn_unet/evaluate.json"]
-    log = out / f"{option}_{data.name}_{split}.log"
     start = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.run(child_command("ct", recipe, seed, run, data, extra, files), cwd=REPO, stdout=f,
-                              stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"evaluation failed, see {log}")
+    run_evaluation("ct", recipe, seed, run, data, {**OPTIONS[option], "tta": False, "eval_split": split}, eval_dir,
+                   out / f"{option}_{data.name}_{split}.log")
     return per_case(eval_dir / "metrics_per_case.csv"), time.perf_counter() - start
 
 
@@ -95,12 +93,13 @@ def main() -> int:
     for name in args.runs:
         run = work / "runs" / name
         scores: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        recipe_and_seed(run)  # a bad folder stops here, before anything is written into it
+        out = run / "eval_options"
+        out.mkdir(exist_ok=True)
         for option in options:
             scores[option] = {}
             seconds = 0.0
             for label, data_name, split in SETS:
-                out = run / "eval_options"
-                out.mkdir(exist_ok=True)
                 scores[option][label], s = score(run, option, data_sets[data_name], split, out)
                 seconds += s
             base, this = scores["default"], scores[option]

@@ -209,20 +209,26 @@ def child_command(task_name: str, recipe: str, seed: int, root: Path, data: Path
             str(root), "--child-data", str(data), "--child-extra", json.dumps(extra), "--child-files", *files]
 
 
+def run_evaluation(task_name: str, recipe: str, seed: int, root: Path, dataset_dir: Path,
+                   extra: dict[str, object], eval_dir: Path, log: Path) -> None:
+    """``evaluate.json`` on top of the recipe's ``train.json`` (its overrides, then ``extra``) for the best
+    checkpoint of the run in ``root``, in a child process; tables into ``eval_dir``, output into ``log``."""
+    task = TASKS[task_name]
+    files = [f"{task.bundle}/train.json", f"{task.bundle}/evaluate.json"]
+    cmd = child_command(task_name, recipe, seed, root, dataset_dir, {**extra, "eval_dir": str(eval_dir)}, files)
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"evaluation failed, see {log}")
+
+
 def evaluate(task_name: str, recipe: str, seed: int, root: Path, dataset_dir: Path, extra: dict[str, object],
              tta: bool = False) -> dict[str, float]:
     """The best checkpoint on the test split of ``dataset_dir``, with the recipe's preprocessing, with or without
     flip test-time augmentation; the log goes to ``root/eval_<data>[_tta].log``."""
-    task = TASKS[task_name]
     name = f"eval_{dataset_dir.name}{'_tta' if tta else ''}"
-    extra = {**extra, "tta": tta, "eval_dir": str(root / name)}
-    files = [f"{task.bundle}/train.json", f"{task.bundle}/evaluate.json"]
-    log = root / f"{name}.log"
-    with log.open("w") as f:
-        proc = subprocess.run(child_command(task_name, recipe, seed, root, dataset_dir, extra, files), cwd=REPO,
-                              stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"evaluation failed, see {log}")
+    run_evaluation(task_name, recipe, seed, root, dataset_dir, {**extra, "tta": tta}, root / name,
+                   root / f"{name}.log")
     return read_summary(root / name / "metrics_summary.csv")
 
 
