@@ -107,6 +107,9 @@ CT_RECIPES: dict[str, dict[str, object]] = {
                           "keep_largest_component": True},
 }
 PLAIN_LOSS = {"deep_supervision": False, "loss": "@segmentation_loss"}
+# Ronneberger's boundary-weighted DiceCE, the keys of configs/loss/boundary_weighted.json given as overrides
+BOUNDARY_LOSS = {k: v for k, v in json.loads((REPO / "configs/loss/boundary_weighted.json").read_text()).items()
+                 if not k.startswith("_")}
 SHAPES_RECIPES: dict[str, dict[str, object]] = {
     # the bundle as it is: deep supervision (side outputs at 1/2 and 1/4 resolution), plan = 128 x 128, batch 8 on a
     # CPU (batch 16 before 11-28: the rows named default measured before then used it)
@@ -127,6 +130,11 @@ SHAPES_RECIPES: dict[str, dict[str, object]] = {
     # the precision preset finished 24 batch-8 epochs in 468 s, still rising: the epochs that fill its 10 minutes
     "precision_e30": {"preset": "precision", "epochs": 30},
     "context": {"preset": "context"},
+    # the precision preset sat on the plateau (val IoU ~0.40) for 20 of its 24 float32 epochs on seed 0: does
+    # weighting the pixels between nearby shapes (where its small receptive field can tell them apart) end it sooner?
+    "precision_boundary": {"preset": "precision", **BOUNDARY_LOSS},
+    # the same loss on the default (standard) preset: would it cost the default anything?
+    "boundary": BOUNDARY_LOSS,
 }
 
 
