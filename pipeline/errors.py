@@ -9,6 +9,12 @@ class PipelineError(ValueError):
     """Bad input (data set, config value, preset): the message names the file or key and the problem."""
 
 
+def short_error(exc: BaseException) -> str:
+    """An exception as one short line, ``Type: first line of its message``, for problem messages."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 _WORKER_MARK = "PipelineError: "
 
 

@@ -1,6 +1,6 @@
 """Whole-data-set check behind ``python -m pipeline check-data``, and label file checks.
 
-``check_dataset`` lists every case with ``pipeline.data.datalist``, runs its header checks, then per case
+``check_dataset`` lists every case with ``pipeline.data.listing``, runs its header checks, then per case
 the image layout (one channel, or one per dataset.json modality: no 4D image beside a 3D label), a full
 read of each image (corrupt data, NaN/Inf voxels) and the label values. Voxel data are read with MONAI's
 ``LoadImage``, as training reads them. At load time the same problems are stopped by the transforms in
@@ -18,8 +18,9 @@ import numpy as np
 from monai.transforms import LoadImage
 from monai.utils import convert_to_numpy
 
-from pipeline.data import datalist as dl
-from pipeline.errors import PipelineError
+from pipeline.data.case_files import read_header
+from pipeline.data.listing import DataEntry, dataset_entries
+from pipeline.errors import PipelineError, short_error
 from pipeline.transforms.checks import AllowedSpec, allowed_label_values, label_value_problem, nonfinite_problem
 
 __all__ = ["check_case_labels", "check_dataset", "load_label_array", "read_voxels"]
@@ -50,7 +51,7 @@ def _read(path: Path) -> tuple[Any, str | None]:
     try:
         return read_voxels(path), None
     except Exception as e:  # noqa: BLE001 - readers raise many types for bad files
-        return None, dl.short_error(e).replace(str(path), path.name)
+        return None, short_error(e).replace(str(path), path.name)
 
 
 def load_label_array(path: str | Path) -> np.ndarray:
@@ -87,7 +88,7 @@ def _channels_text(n: int) -> str:
     return "one channel" if n == 1 else f"{n} channels, one per dataset.json modality"
 
 
-def _layout_problem(e: dl.DataEntry, channels: int) -> str | None:
+def _layout_problem(e: DataEntry, channels: int) -> str | None:
     """An image whose extra (time/channel) dims do not load as ``channels`` channels, e.g. a 4D image, or None.
 
     LoadImaged(ensure_channel_first=True) turns one extra dim into channels: (x, y, z, t) -> (t, x, y, z);
@@ -96,7 +97,7 @@ def _layout_problem(e: dl.DataEntry, channels: int) -> str | None:
     per_file = channels if len(e.images) == 1 else 1
     for path in e.images:
         try:
-            header = dl.read_header(path)
+            header = read_header(path)
         except PipelineError as err:
             return f"{e.describe(path)}: image {str(err).split(': ', 1)[-1]}"
         extra, mode = header.extra_shape, ""
@@ -122,11 +123,11 @@ def _gzip_problem(path: Path) -> str | None:
             while g.read(1 << 24):
                 pass
     except Exception as e:  # noqa: BLE001 - any decompression failure means a corrupt file
-        return dl.short_error(e)
+        return short_error(e)
     return None
 
 
-def _image_data_problem(e: dl.DataEntry) -> str | None:
+def _image_data_problem(e: DataEntry) -> str | None:
     """Full read of each image of a case: corrupt data, or NaN/Inf voxels; first problem or None."""
     for path in e.images:
         error = _gzip_problem(path) if path.name.lower().endswith(".gz") else None
@@ -141,7 +142,7 @@ def _image_data_problem(e: dl.DataEntry) -> str | None:
     return None
 
 
-def _label_problem(e: dl.DataEntry, allowed: tuple[float, ...] | None) -> str | None:
+def _label_problem(e: DataEntry, allowed: tuple[float, ...] | None) -> str | None:
     """Label values of a case against ``allowed`` (None: non-negative integers), or None."""
     if e.label is None:
         return None
@@ -160,7 +161,7 @@ def check_dataset(
     ``allowed`` (default: dataset.json "labels"; without one, labels must be non-negative integers).
     """
     try:
-        listing = dl.dataset_entries(dataset_dir)
+        listing = dataset_entries(dataset_dir)
         meta = listing.meta
         if allowed is None and meta is not None and "labels" in meta:
             allowed = meta["labels"]

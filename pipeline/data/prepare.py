@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.datalist import IMAGE_EXTENSIONS, image_files
+from pipeline.data.cases import IMAGE_EXTENSIONS, image_files
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from monai.networks import one_hot
 
-from pipeline.data.datalist import case_id, image_files
+from pipeline.data.cases import case_id, image_files
 from pipeline.errors import PipelineError
 from pipeline.evaluation.case_metrics import (
     case_metrics,

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from pipeline.networks.blocks import DEFAULT_NORM, LayerSpec
+from pipeline.networks.blocks import DEFAULT_NORM, LayerSpec, conv_norm_act
 
 
 @torch.jit.interface
@@ -75,7 +74,7 @@ class GridAttentionGate(nn.Module):
         self.theta = conv(in_channels, inter, kernel_size=sub_sample, stride=sub_sample, bias=False)
         self.phi = conv(gating_channels, inter, kernel_size=1, bias=True)
         self.psi = conv(inter, 1, kernel_size=1, bias=True)
-        self.W = Convolution(spatial_dims, in_channels, in_channels, kernel_size=1, norm=norm, act=None)
+        self.W = conv_norm_act(spatial_dims, in_channels, in_channels, kernel_size=1, norm=norm, act=None)
 
     def coefficients(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Attention coefficients alpha on x's grid, shape ``(B, 1, *x.shape[2:])``."""

@@ -5,13 +5,14 @@ per-level (possibly anisotropic) strides be parameters of one encoder/decoder.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution, UpSample
-from monai.networks.layers.factories import Norm, Pool
+from monai.networks.blocks import ADN, Convolution, UpSample
+from monai.networks.layers.factories import Norm, Pool, split_args
+from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
 from pipeline.errors import PipelineError
@@ -25,35 +26,18 @@ LayerSpec = str | tuple
 DEFAULT_NORM: LayerSpec = ("instance_cl", {"affine": True})
 
 
-class InstanceNormGroups(nn.GroupNorm):
-    """Affine instance normalisation computed by torch's ``GroupNorm`` with one channel per group: the same function
-    as ``InstanceNorm{1,2,3}d(affine=True)`` (outputs agree to 2e-6) and the same parameter names, but it keeps a
-    channels-last input channels-last. ``InstanceNorm3d`` reshapes to one batch of N*C channels, which costs copies
-    around every convolution of a channels-last network (``benchmarks/ct_step_layout.py``). MONAI has no such
-    norm; it is registered in MONAI's ``Norm`` factory as ``"instance_groups"``, so a network takes
-    ``norm=("instance_groups", {"affine": True})``."""
-
-    def __init__(self, num_features: int, affine: bool = True, eps: float = 1e-5) -> None:
-        super().__init__(num_features, num_features, eps=eps, affine=affine)
-
-
-if "INSTANCE_GROUPS" not in Norm.names:
-    Norm.add_factory_callable("instance_groups", lambda dim: InstanceNormGroups)
-
-
 class InstanceNormCL3d(nn.InstanceNorm3d):
     """``InstanceNorm3d`` whose inference on a channels-last-3d CPU tensor runs torch's group-norm kernel (one channel
     per group: the same function, outputs agree to 2e-6) instead of the instance-norm kernel.
 
     ``torch.instance_norm`` views its input as one batch of N*C channels, which makes a channels-last-3d tensor
     contiguous and hands a contiguous one to the next convolution: on CPU, where ``memory_format=auto`` runs narrow
-    3D networks channels-last, that took 4.1 s of a 17 s validation (``benchmarks/ct_step_layout.py``: a validation
-    volume's sliding window 0.65x as long with the group-norm kernel, float32, AVX2 EPYC). Training keeps
-    ``InstanceNorm3d``'s own path, bit for bit (the group-norm backward is no faster there, and the recorded training
-    runs stay reproducible), as do CUDA, contiguous tensors and running statistics. A subclass with the parameters
-    and state dict of ``InstanceNorm3d``: checkpoints load either way. MONAI has no such layer; it is registered in
-    MONAI's ``Norm`` factory as ``"instance_cl"`` (MONAI's own ``"instance"`` layer in 1D/2D), the networks' default
-    norm."""
+    3D networks channels-last, those copies are a large share of a validation's sliding window
+    (``benchmarks/ct_step_layout.py`` measures it). Training keeps ``InstanceNorm3d``'s own path, bit for bit (the
+    group-norm backward is no faster there, and recorded training runs stay reproducible), as do CUDA, contiguous
+    tensors and running statistics. A subclass with the parameters and state dict of ``InstanceNorm3d``: checkpoints
+    load either way. MONAI has no such layer; the networks here name it ``"instance_cl"`` in a norm spec (MONAI's own
+    ``"instance"`` layer in 1D/2D), resolved by ``norm_layer`` without touching MONAI's global ``Norm`` factory."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if (
@@ -70,8 +54,62 @@ class InstanceNormCL3d(nn.InstanceNorm3d):
         return self._apply_instance_norm(input)
 
 
-if "INSTANCE_CL" not in Norm.names:
-    Norm.add_factory_callable("instance_cl", lambda dim: InstanceNormCL3d if dim == 3 else Norm[Norm.INSTANCE, dim])
+#: norm layers of this project by spec name (lower case), as ``spatial_dims -> layer class``. They are resolved
+#: here rather than registered in MONAI's ``Norm`` factory, so that importing the package changes nothing global.
+PROJECT_NORMS: dict[str, Callable[[int], type[nn.Module]]] = {
+    "instance_cl": lambda dims: InstanceNormCL3d if dims == 3 else Norm[Norm.INSTANCE, dims],
+}
+
+
+def _project_norm(norm: LayerSpec | None) -> tuple[str, dict] | None:
+    """``(name, arguments)`` when ``norm`` names one of ``PROJECT_NORMS``, else None (a MONAI spec or no norm)."""
+    if not norm:
+        return None
+    name, args = split_args(norm)
+    if isinstance(name, str) and name.lower() in PROJECT_NORMS:
+        return name.lower(), dict(args)
+    return None
+
+
+def norm_layer(norm: LayerSpec, spatial_dims: int, channels: int) -> nn.Module:
+    """A normalization layer from a norm spec: a name of ``PROJECT_NORMS`` or anything MONAI's ``Norm`` factory
+    takes (``"batch"``, ``("group", {"num_groups": 4})``)."""
+    ours = _project_norm(norm)
+    if ours is None:
+        return get_norm_layer(norm, spatial_dims=spatial_dims, channels=channels)
+    name, args = ours
+    layer = PROJECT_NORMS[name](spatial_dims)
+    return layer(**{"num_features": channels, **args})
+
+
+def conv_norm_act(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    *,
+    norm: LayerSpec | None,
+    **kwargs: Any,
+) -> Convolution:
+    """MONAI's ``Convolution`` (convolution, then norm, dropout, activation) with ``norm`` resolved by ``norm_layer``.
+
+    A project norm is put where MONAI's would be (``adn.N``, first of the ``"NDA"`` ordering), so the module tree
+    and the state-dict keys are those of a ``Convolution`` built with a MONAI norm. ``kwargs`` go to ``Convolution``
+    (the ordering must stay MONAI's default).
+    """
+    if _project_norm(norm) is None:
+        return Convolution(spatial_dims, in_channels, out_channels, norm=norm, **kwargs)
+    block = Convolution(spatial_dims, in_channels, out_channels, norm=None, **kwargs)
+    if not hasattr(block, "adn"):  # MONAI adds no ADN when norm, act and dropout are all None
+        block.add_module("adn", ADN(act=None))
+    adn = block.adn
+    rest = list(adn.named_children())
+    for key, _ in rest:
+        delattr(adn, key)
+    adn.add_module("N", norm_layer(norm, spatial_dims, out_channels))
+    for key, module in rest:
+        adn.add_module(key, module)
+    return block
+
 
 #: the activation of every conv-norm-act layer unless a network is given another one
 DEFAULT_ACT: LayerSpec = ("leakyrelu", {"negative_slope": 0.01, "inplace": True})
@@ -160,7 +198,7 @@ class ConvBlock(nn.Sequential):
             self.add_module(
                 f"conv{i}",
                 # no bias: the norm right after it removes any per-channel offset
-                Convolution(
+                conv_norm_act(
                     spatial_dims, cin, cout, kernel_size=3, norm=norm, act=act, dropout=dropout or None,
                     bias=not norm,
                 ),
@@ -236,9 +274,6 @@ class UpBlock(nn.Module):
         act: MONAI activation spec of the ConvBlock.
         upsample: ``"deconv"`` or ``"interp"``.
         dropout: dropout probability of the ConvBlock.
-
-    Checkpoints written before the up-sampling moved to ``UpSample`` (keys ``up.conv.*`` for deconv, ``up.1.conv.*``
-    for interp) load unchanged: their keys are renamed on load; the parameters are the same tensors.
     """
 
     def __init__(
@@ -259,16 +294,14 @@ class UpBlock(nn.Module):
         scale = tuple(int(s) for s in stride)
         if upsample == "deconv":
             self.up = UpSample(spatial_dims, coarse_channels, out_channels, scale_factor=scale, mode="deconv")
-            self._legacy_prefixes = (("up.conv.", "up.deconv."),)
         else:
-            # the 1x1 convolution after the interpolation (not MONAI's default pre_conv before it) keeps the
-            # numerics of the networks trained before this block used UpSample
+            # the channels are mixed by a 1x1 convolution after the interpolation, not by MONAI's default pre_conv
+            # before it: the recorded results were trained so, and the order changes the numerics
             mix = Convolution(spatial_dims, coarse_channels, out_channels, kernel_size=1, conv_only=True)
             self.up = UpSample(
                 spatial_dims, coarse_channels, coarse_channels, scale_factor=scale, mode="nontrainable",
                 pre_conv=None, post_conv=mix, interp_mode="linear", align_corners=False,
             )
-            self._legacy_prefixes = (("up.1.conv.", "up.postconv.conv."),)
         self.conv = ConvBlock(spatial_dims, out_channels + skip_channels, out_channels, norm, act, dropout)
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -276,23 +309,3 @@ class UpBlock(nn.Module):
         if up.shape[2:] != skip.shape[2:]:
             up = crop_to(up, skip.shape[2:])
         return self.conv(torch.cat([skip, up], dim=1))
-
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        # rename the keys of checkpoints saved before UpSample; the children are loaded from the renamed keys
-        for old, new in self._legacy_prefixes:
-            for key in [k for k in state_dict if k.startswith(prefix + old)]:
-                renamed = prefix + new + key[len(prefix + old):]
-                if renamed not in state_dict:
-                    state_dict[renamed] = state_dict.pop(key)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )

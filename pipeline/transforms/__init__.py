@@ -2,7 +2,7 @@
 a fast channel argmax, and data checks (image layout, NaN/Inf voxels, label values) that stop a run on a bad case."""
 from pipeline.transforms.boundary import BoundaryWeightMapd, boundary_weight_map
 from pipeline.transforms.checks import CheckImaged, CheckLabelValuesd, allowed_label_values
-from pipeline.transforms.ct import CTIntensityd, foreground_statistics
+from pipeline.transforms.ct import CTIntensityd
 from pipeline.transforms.discrete import ChannelArgmaxd, channel_argmax
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "allowed_label_values",
     "boundary_weight_map",
     "channel_argmax",
-    "foreground_statistics",
 ]

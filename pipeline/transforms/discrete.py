@@ -1,11 +1,10 @@
 """The class map of a network output: the argmax over the channel axis, computed as ``torch.max(...).indices``.
 
 MONAI's ``AsDiscreted(argmax=True)`` calls ``torch.argmax(x, dim=0)``, which on CPU reduces over the outer axis of a
-contiguous volume through a slow generic path (pytorch/pytorch#140000): 0.20 s for a 3 x 177 x 139 x 43 validation
-volume and 4.5 s for a 3 x 512 x 512 x 100 scan on the grid of real MSD data, against 0.009 s and 0.48 s for
-``torch.max(x, dim=0).indices``, which returns the same indices (the first maximum on ties) (2-core AVX2 EPYC,
-torch 2.13; ``benchmarks/ct_step_layout.py``, ``benchmarks/results/ct_step_layout_float32_20261128.md``). Only the
-argmax is ours: the one-hot and threshold steps stay MONAI's ``AsDiscreted``.
+contiguous volume through a slow generic path (pytorch/pytorch#140000); ``torch.max(x, dim=0).indices`` returns the
+same indices (the first maximum on ties) through a fast one, which matters on the grid of a whole CT scan
+(``benchmarks/ct_step_layout.py`` measures both). Only the argmax is ours: the one-hot and threshold steps stay
+MONAI's ``AsDiscreted``.
 """
 from __future__ import annotations
 

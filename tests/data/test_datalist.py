@@ -11,16 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.datalist import (
-    affines_match,
-    case_id,
-    dataset_entries,
-    image_files,
-    load_datalist,
-    read_dataset_json,
-    read_header,
-    split_cases,
-)
+from pipeline.data.case_files import affines_match, read_header
+from pipeline.data.cases import case_id, image_files
+from pipeline.data.datalist import load_datalist
+from pipeline.data.listing import dataset_entries, read_dataset_json
+from pipeline.data.splits import split_cases
 from pipeline.data.integrity import check_case_labels, check_dataset
 from pipeline.errors import PipelineError
 from pipeline.transforms import CheckLabelValuesd, allowed_label_values

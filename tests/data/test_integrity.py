@@ -1,9 +1,7 @@
-"""check_dataset and ``python -m pipeline check-data`` on tiny NIfTI data sets: NaN/Inf voxels, 4D images."""
+"""check_dataset (behind ``python -m pipeline check-data``) on tiny NIfTI data sets: NaN/Inf voxels, 4D images."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +11,6 @@ import pytest
 from pipeline.data.datalist import load_datalist
 from pipeline.data.integrity import check_dataset, load_label_array, read_voxels
 from pipeline.errors import PipelineError
-from tests.bundles_util import REPO
 
 SHAPE = (8, 8, 4)
 
@@ -108,20 +105,3 @@ def test_labels_read_with_load_image(tmp_path: Path) -> None:
         load_label_array(label)
     with pytest.raises(PipelineError, match=r"case_009\.nii\.gz: label file missing"):
         load_label_array(root / "labelsTr/case_009.nii.gz")
-
-
-@pytest.mark.slow
-def test_check_data_command(tmp_path: Path) -> None:
-    def run(root: Path) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "pipeline", "check-data", str(root)]
-        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-
-    clean = run(_dataset(tmp_path / "clean"))
-    assert clean.returncode == 0, clean.stderr
-    assert f"{tmp_path / 'clean'}: no problems found" in clean.stdout
-    root = _dataset(tmp_path / "bad")
-    _nii(root / "imagesTr/case_002.nii.gz", _with(np.nan, 5))
-    bad = run(root)
-    assert bad.returncode != 0
-    assert "case case_002 (imagesTr/case_002.nii.gz): image holds 5 NaN and 0 Inf voxels" in bad.stdout.splitlines()
-    assert "1 problem(s)" in bad.stderr

@@ -1,16 +1,14 @@
 """Scoring a folder of predictions against a folder of labels: pairing, geometry checks, tables."""
 import csv
 import json
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.apps.cli import main
 from pipeline.errors import PipelineError
 from pipeline.evaluation.folders import evaluate_folders
-from tests.bundles_util import REPO
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
 
@@ -58,15 +56,13 @@ def test_a_prediction_in_another_grid_or_a_missing_case_is_refused_before_writin
     assert not (folders / "out").exists()
 
 
-def test_evaluate_command_reads_class_names_from_dataset_json(folders):
+def test_evaluate_command_reads_class_names_from_dataset_json(folders, capsys):
     (folders / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "organ", "2": "tumour"}}))
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--pred", str(folders / "pred"), "--labels",
-                           str(folders / "labels"), "--out", str(folders / "out")], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "dice_organ" in proc.stdout and (folders / "out" / "metrics_summary.md").is_file()
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", "--pred", str(folders / "nowhere"),
-                           "--labels", str(folders / "labels"), "--out", str(folders / "out2")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "prediction folder not found" in proc.stderr and not (folders / "out2").exists()
+    assert main(["evaluate", "--pred", str(folders / "pred"), "--labels", str(folders / "labels"),
+                 "--out", str(folders / "out")]) == 0
+    assert "dice_organ" in capsys.readouterr().out and (folders / "out" / "metrics_summary.md").is_file()
+    assert main(["evaluate", "--pred", str(folders / "nowhere"), "--labels", str(folders / "labels"),
+                 "--out", str(folders / "out2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "prediction folder not found" in err[-1]
+    assert not (folders / "out2").exists()

@@ -11,8 +11,8 @@ import pytest
 import torch
 from monai.bundle import ckpt_export, onnx_export, verify_net_in_out
 
-from pipeline.engines import network_config, save_model_config
 from pipeline.networks import FCN, AttentionUNet, UNet
+from tests.checkpoints import write_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,25 +70,16 @@ BUNDLE_NETS = {
 }
 # sizes that are not multiples of the networks' strides (small, for speed)
 ODD_SIZE = {"unet": (45, 38), "attn_unet": (27, 30, 13)}
-DATA_STATE = {"unet": {}, "attn_unet": {"target_spacing": [2.0, 2.0, 4.0], "hu_window": [-175, 250],
-                                        "intensity_mode": "window", "ct_stats": None,
-                                        "keep_largest_component": False}}
-
-
 def _checkpoint_folder(bundle_name: str, root: Path) -> tuple[Path, torch.nn.Module]:
     """A checkpoint folder as training leaves it: model.pt (CheckpointSaver writes the bare state dict of the
-    network) and model_config.json. Returns the folder and the eager network (eval mode) holding those weights."""
+    network), model_config.json and plan.json. Returns the folder and the eager network (eval mode) holding those weights."""
     torch.manual_seed(1)
     net = BUNDLE_NETS[bundle_name]()
     folder = root / bundle_name / "models"
     folder.mkdir(parents=True)
-    torch.save(net.state_dict(), folder / "model.pt")
     spatial_dims = 2 if bundle_name == "unet" else 3
-    save_model_config(folder, {
-        "network": network_config(net), "spatial_dims": spatial_dims, "in_channels": 1, "out_channels": 3,
-        "class_names": ["a", "b"], "patch_size": [64] * spatial_dims, "pred_ext": ".nii.gz",
-        "split": {"val_fraction": 0.2, "num_folds": 0, "fold": 0, "seed": 0}, "data": DATA_STATE[bundle_name],
-    })
+    write_checkpoint(folder, net, spatial_dims, patch_size=[64] * spatial_dims, target_spacing=[2.0] * spatial_dims,
+                     strides=getattr(net, "init_args", {}).get("strides"))
     return folder, net.eval()
 
 

@@ -61,14 +61,14 @@ def test_unbatched_input_as_instance_norm3d_takes_it():
     assert torch.equal(ours(x), ref(x))
 
 
-def test_default_norm_by_dimension_and_old_checkpoints_load():
+def test_default_norm_by_dimension_shares_monai_instance_norm_weights():
     net3 = AttentionUNet(3, 1, 3, **KW)
     norms3 = [m for m in net3.modules() if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)]
     assert norms3 and all(type(m) is InstanceNormCL3d for m in norms3)
     net2 = UNet(2, 1, 3, preset="standard", base_width=4)
     assert {type(m) for m in net2.modules() if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)} == {
         torch.nn.InstanceNorm2d}
-    # a checkpoint of a network built with MONAI's plain instance norm loads, and the outputs agree
+    # the same state dict as a network built with MONAI's plain instance norm, and the same outputs
     torch.manual_seed(0)
     old = AttentionUNet(3, 1, 3, norm=("instance", {"affine": True}), **KW).eval()
     net3.load_state_dict(old.state_dict())

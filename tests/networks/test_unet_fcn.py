@@ -120,22 +120,6 @@ def test_interpolating_upsampling_and_learned_upsampling_both_work():
         UNet(2, 1, 3, depth=2, upsample="nearest-ish")
 
 
-@pytest.mark.parametrize(
-    "mode,new,old", [("deconv", ".up.deconv.", ".up.conv."), ("interp", ".up.postconv.", ".up.1.")]
-)
-def test_checkpoints_with_the_pre_upsample_keys_still_load(mode, new, old):
-    """Weights saved when the decoder's up-sampling was a bare Convolution/Sequential load strictly, same output."""
-    torch.manual_seed(0)
-    trained = UNet(2, 1, 3, depth=2, base_width=4, upsample=mode).eval()
-    old_style = {k.replace(new, old): v for k, v in trained.state_dict().items()}
-    assert sum(old in k for k in old_style) == 4  # weight and bias of two decoders
-    torch.manual_seed(1)
-    fresh = UNet(2, 1, 3, depth=2, base_width=4, upsample=mode).eval()
-    fresh.load_state_dict(old_style, strict=True)
-    x = torch.randn(1, 1, 16, 16)
-    assert torch.equal(fresh(x), trained(x))
-
-
 def test_deep_supervision_outputs_in_training_only():
     net = UNet(3, 1, 3, depth=3, base_width=4, deep_supervision=True, num_side_outputs=2)
     out = net.train()(torch.randn(1, 1, 32, 32, 16))

@@ -33,11 +33,18 @@ def _raises(check: CheckImaged, item: dict, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def _passes_unchanged(check: CheckImaged, item: dict) -> None:
+    """The check hands back the same keys, the same image object and the same voxels (NaN/Inf included)."""
+    before = item["image"].clone()
+    out = check(item)
+    assert out.keys() == item.keys() and out["image"] is item["image"]
+    torch.testing.assert_close(out["image"].as_tensor(), before.as_tensor(), rtol=0, atol=0, equal_nan=True)
+    assert out["image"].meta["filename_or_obj"] == before.meta["filename_or_obj"]
+
+
 def test_clean_image_passes_unchanged(tmp_path: Path) -> None:
-    item = _load(tmp_path / "ok.nii.gz", _image())
-    out = CheckImaged("image", spatial_dims=3)(item)
-    assert out["image"] is item["image"]
-    assert CheckImaged("image", spatial_dims=3)(_load(tmp_path / "int.nii.gz", _image(np.int16)))
+    _passes_unchanged(CheckImaged("image", spatial_dims=3), _load(tmp_path / "ok.nii.gz", _image()))
+    _passes_unchanged(CheckImaged("image", spatial_dims=3), _load(tmp_path / "int.nii.gz", _image(np.int16)))
 
 
 def test_nan_and_inf_voxels_name_the_file(tmp_path: Path) -> None:
@@ -51,7 +58,7 @@ def test_nan_and_inf_voxels_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "case_004.nii"
     _raises(check, _load(path, data), f"{path}: image holds 0 NaN and 2 Inf voxels")
     # finite=False lets them through (e.g. a check placed after a transform that fills NaN).
-    assert CheckImaged("image", spatial_dims=3, finite=False)(_load(path, data))
+    _passes_unchanged(CheckImaged("image", spatial_dims=3, finite=False), _load(path, data))
 
 
 def test_4d_image_refused_for_a_3d_single_channel_bundle(tmp_path: Path) -> None:
@@ -65,7 +72,7 @@ def test_4d_image_refused_for_a_3d_single_channel_bundle(tmp_path: Path) -> None
     _raises(CheckImaged("image", spatial_dims=3), item, expected)
     _raises(CheckImaged("image", spatial_dims=None), item, expected.replace(" and 3 spatial dims", ""))
     # A declared multi-channel input (in_channels=3) accepts it.
-    assert CheckImaged("image", spatial_dims=3, channels=3)(item)
+    _passes_unchanged(CheckImaged("image", spatial_dims=3, channels=3), item)
     # A 5D file (x, y, z, 1, c) keeps a spatial dim too many after loading.
     five = _load(tmp_path / "five.nii.gz", np.zeros(SHAPE + (1, 2), np.float32))
     expected = r"shape \(2, 8, 8, 4, 1\) after loading; expected 2 channels and 3 spatial dims \(a 4D"
@@ -78,7 +85,7 @@ def test_too_few_dims_and_arguments(tmp_path: Path) -> None:
     item = _load(path, np.zeros((8, 8), np.float32))
     expected = f"{path}: image has shape (1, 8, 8) after loading; expected 1 channel and 3 spatial dims"
     _raises(CheckImaged("image", spatial_dims=3), item, expected)
-    assert CheckImaged("image", spatial_dims=2)(item)
+    _passes_unchanged(CheckImaged("image", spatial_dims=2), item)
     for bad in ({"spatial_dims": 0}, {"channels": -1}, {"channels": True}):
         with pytest.raises(PipelineError, match="CheckImaged"):
             CheckImaged("image", **bad)

@@ -11,9 +11,10 @@ Modules, one job each, in the order a case is made:
 - ``tables``: tissue classes, their HU ranges and the label lookup
 - ``geometry``: distance functions, random fields, rotations, spline tubes
 - ``grid``: the voxel grid of a case and coarse meshes upsampled onto it
-- ``anatomy``: sampling one patient's anatomy (a plain description, no voxels)
+- ``anatomy`` / ``sampling``: one patient's anatomy (a plain description, no voxels) and drawing it
 - ``scan``: sampling the acquisition (grid, noise, blur, stored orientation)
-- ``canvas`` / ``painting``: painting the tissue map organ by organ
+- ``canvas`` / ``painting`` / ``painting_organs``: painting the tissue map organ by organ (body wall, skeleton,
+  vessels and kidneys; then pancreas, hollow and solid organs)
 - ``rendering``: HU from the tissue map, with texture, noise and blur
 - ``case``: one case end to end, reoriented into its stored axis order
 - ``dataset``: a data set of cases, written by the shared MSD writer (``pipeline.data.msd``)

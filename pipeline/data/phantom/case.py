@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.data.phantom.anatomy import sample_anatomy
+from pipeline.data.phantom.sampling import sample_anatomy
 from pipeline.data.phantom.painting import paint_tissues
 from pipeline.data.phantom.rendering import render_hu
 from pipeline.data.phantom.scan import Scan, sample_scan

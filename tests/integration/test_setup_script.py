@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # runs scripts/setup.sh in bash
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "$*" >> "{log}"
