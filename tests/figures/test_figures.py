@@ -1,16 +1,16 @@
 """``python -m pipeline figures``: panels from prediction files (3D in radiological convention, 2D as pictures),
-the Dice in the titles, the CT window, refusals that write nothing; and a run from a checkpoint."""
+the Dice in the titles, the CT window, refusals that write nothing (a run from a checkpoint, which starts its bundle
+as a process, is in ``tests/integration/test_figures_bundle.py``)."""
 import json
 
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from pipeline.__main__ import main
-from pipeline.figures.cases import figure_cases, load_case
-from pipeline.figures.panels import SOFT_TISSUE_WINDOW, case_dice, case_figure, display_range
+from pipeline.apps.cli import main
+from pipeline.apps.figures.cases import figure_cases, load_case
+from pipeline.apps.figures.panels import SOFT_TISSUE_WINDOW, case_dice, case_figure, display_range
 
 # stored as the scanner often does, not RAS: x towards the patient's left, y posterior, z inferior (axcodes L, P, I)
 LPI = np.diag([-2.0, -2.0, -3.0, 1.0])
@@ -139,29 +139,3 @@ def test_bad_input_is_one_line_and_writes_nothing(ct_case, capsys):
     _nifti(files["pred"], np.zeros(SHAPE, np.uint8), np.diag([2.0, 2.0, 3.0, 1.0]))
     assert main(base + ["--pred", str(root / "pred")]) == 2
     assert "affine differs from the image's" in capsys.readouterr().err and not out.exists()
-
-
-@pytest.mark.slow
-def test_figures_from_a_checkpoint_run_its_bundle(tmp_path, capsys):
-    """An Attention U-Net checkpoint on 2D images: the 2D inference.json (unet bundle, shapes fragment) rebuilds it
-    from model_config.json and writes predictions and attention maps; one figure per chosen case."""
-    from pipeline.data.shapes2d import make_shapes
-    from pipeline.engines import network_config, save_model_config
-    from pipeline.networks import AttentionUNet
-
-    make_shapes(tmp_path / "data", n=10, size=48, seed=0)
-    torch.manual_seed(0)
-    net = AttentionUNet(2, 1, 3, depth=2, base_width=4)
-    ckpt = tmp_path / "models"
-    ckpt.mkdir()
-    torch.save(net.state_dict(), ckpt / "model.pt")
-    save_model_config(ckpt, {"network": network_config(net), "spatial_dims": 2, "in_channels": 1, "out_channels": 3,
-                             "class_names": ["ellipse", "rectangle"], "patch_size": [48, 48], "pred_ext": ".png",
-                             "split": {"val_fraction": 0.2, "num_folds": 0, "fold": 0, "seed": 0}, "data": {}})
-    out = tmp_path / "figs"
-    rc = main(["figures", "--ckpt", str(ckpt), "--dataset", str(tmp_path / "data"), "--split", "test",
-               "--max-cases", "1", "--out", str(out), "--device", "cpu"])  # the bundle runs as a child process
-    assert rc == 0
-    pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 1 and (out / "predictions" / pngs[0].name.replace(".png", "_attention.nii.gz")).is_file()
-    assert "wrote 1 figure(s)" in capsys.readouterr().out

@@ -6,14 +6,23 @@ from collections import Counter
 
 import pytest
 
-from pipeline.study.bundle_run import bundle_parser
-from pipeline.study.design import ABLATIONS, FULL, MODELS_2D, MODELS_3D, QUICK, REPO, augmentation_prob_key, plan_runs
+from monai.bundle import ConfigParser
+from pipeline.apps.study.design import (
+    ABLATIONS,
+    FULL,
+    MODELS_2D,
+    MODELS_3D,
+    QUICK,
+    REPO,
+    augmentation_prob_key,
+    plan_runs,
+)
 
 BUDGET_KEYS = ("epochs", "val_interval", "batch_size", "learning_rate")
 # keys the 2D data fragment never reads (the CT recipe's) or that only inference reads
-UNREAD_IN_2D_TRAINING = {"ct_stats", "hu_window", "intensity_mode", "keep_largest_component", "sw_batch_size",
-                         "sw_overlap", "val_sw_overlap", "mirror_border"}
-INFERENCE_ONLY = {"mirror_border"}
+UNREAD_IN_2D_TRAINING = {"ct_stats", "hu_window", "intensity_mode", "keep_largest_component", "sw_overlap",
+                         "infer_preprocessing"}
+INFERENCE_ONLY = {"infer_preprocessing"}
 
 
 def test_full_study_trains_every_model_on_every_variant_with_three_seeds_at_one_budget():
@@ -46,14 +55,15 @@ def test_quick_study_still_trains_the_recipe_runs_its_ablations_are_compared_wit
 
 def test_the_elastic_switch_points_at_the_fragments_elastic_transform():
     key = augmentation_prob_key("Rand2DElasticd")
-    index = int(key.split("#")[2])
+    index = int(key.split("#")[1])
     fragment = json.loads((REPO / "configs/data/shapes2d.json").read_text())
-    assert fragment["data"]["augmentation"][index]["_target_"] == "Rand2DElasticd" and key.endswith("#prob")
+    assert fragment["augmentation"][index]["_target_"] == "Rand2DElasticd" and key.endswith("#prob")
 
 
 def _config(run) -> dict:
-    parser = bundle_parser([REPO / f for f in run.train_files], {**run.overrides, "bundle_root": "B",
-                                                                  "dataset_dir": "D", "seed": 0})
+    parser = ConfigParser()
+    parser.read_config([str(REPO / f) for f in run.train_files])
+    parser.update({**run.overrides, "bundle_root": "B", "dataset_dir": "D", "seed": 0})
     return json.loads(json.dumps(parser.config).replace("::", "#")), parser
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.study.metrics import boundary_f1, gap_mask, object_ious, pool_scores, score_case, size_bin
+from pipeline.apps.study.metrics import boundary_f1, gap_mask, object_ious, pool_scores, score_case, size_bin
 
 
 def _line(col: int, rows: range, size: int = 24) -> np.ndarray:

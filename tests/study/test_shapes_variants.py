@@ -9,7 +9,7 @@ from scipy import ndimage
 from pipeline.data.shapes2d import make_shapes, random_shapes, render_shapes
 from pipeline.data.shapes_variants import VARIANTS, make_shape_variant, variant_case
 from pipeline.errors import PipelineError
-from pipeline.study.metrics import gap_mask
+from pipeline.apps.study.metrics import gap_mask
 
 EIGHT = np.ones((3, 3), bool)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.data.shapes_variants import variant_case
-from pipeline.study.metrics import gap_mask
+from pipeline.apps.study.metrics import gap_mask
 from pipeline.transforms import boundary_weight_map
 
 W0, SIGMA = 10.0, 5.0

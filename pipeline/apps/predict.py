@@ -1,7 +1,7 @@
 """``python -m pipeline predict -i IN -o OUT``: an nnU-Net-style alias that only runs a bundle's inference.json.
 
 It translates its flags into the bundle's keys, prints the equivalent ``python -m monai.bundle run`` command, and runs
-it as a child process from the repository root (the bundles name their fragments by paths relative to it), so the
+it as a child process from the repository root (the data fragments are named by paths relative to it), so the
 bundle stays the one place where inference is defined.
 """
 from __future__ import annotations
@@ -32,30 +32,31 @@ def _checkpoints(paths: list[str]) -> tuple[str | list[str], str | None]:
     return (dirs[0] if len(dirs) == 1 else dirs), (files.pop() if files else None)
 
 
-#: the bundle whose inference.json (and data fragment) prepares images of each dimensionality: either one rebuilds
-#: whatever network a checkpoint names, so the data, not the network, chooses
-INFERENCE_BUNDLE = {2: "unet", 3: "attn_unet"}
+#: the data fragment that prepares images of each dimensionality: added after the bundle's inference.json, it gives
+#: the preprocessing of the checkpoint's data (its values come from the checkpoint's plan.json); any bundle's
+#: inference.json rebuilds whatever network a checkpoint names, so the data, not the network, chooses
+DATA_FRAGMENT = {2: "configs/data/shapes2d.json", 3: "configs/data/pancreas_ct.json"}
 
 
-def inference_bundle(ckpt: list[str] | None) -> str:
-    """The bundle for a checkpoint: by the ``spatial_dims`` of its model_config.json (attn_unet without --ckpt,
-    whose default checkpoint folder is its own)."""
+def inference_configs(ckpt: list[str] | None, bundle: str | None = None) -> list[str]:
+    """The config files for a checkpoint: ``bundle``'s (default attn_unet) inference.json, then the data fragment of
+    the checkpoint's ``spatial_dims`` (none without --ckpt: the bundle's own checkpoint folder and data)."""
+    configs = [f"bundles/{bundle or 'attn_unet'}/inference.json"]
     if not ckpt:
-        return "attn_unet"
+        return configs
     from pipeline.engines.model_config import read_model_config
 
     dirs, _ = _checkpoints(ckpt)
     folder = dirs if isinstance(dirs, str) else dirs[0]
     dims = read_model_config(folder).get("spatial_dims")
-    if dims not in INFERENCE_BUNDLE:
+    if dims not in DATA_FRAGMENT:
         raise PipelineError(f"{folder}: model_config.json gives spatial_dims {dims!r}; expected 2 or 3")
-    return INFERENCE_BUNDLE[dims]
+    return configs + [DATA_FRAGMENT[dims]]
 
 
 def bundle_command(args: argparse.Namespace) -> list[str]:
     """The ``python -m monai.bundle run`` command line that ``predict`` stands for."""
-    bundle = args.bundle or inference_bundle(args.ckpt)
-    configs = [f"bundles/{bundle}/inference.json"]
+    configs = inference_configs(args.ckpt, args.bundle)
     output = str(Path(args.output).expanduser().resolve())
     keys: dict[str, object] = {"input": str(Path(args.input).expanduser().resolve()), "output_dir": output,
                                "pred_dir": output}
@@ -86,4 +87,4 @@ def predict(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, cwd=REPO).returncode
 
 
-__all__ = ["INFERENCE_BUNDLE", "bundle_command", "inference_bundle", "predict"]
+__all__ = ["DATA_FRAGMENT", "bundle_command", "inference_configs", "predict"]

@@ -15,10 +15,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from pipeline.data.datalist import IMAGE_EXTENSIONS, affines_match, case_id, image_files, read_header, short_error
-from pipeline.errors import PipelineError
+from pipeline.data.case_files import affines_match, read_header
+from pipeline.data.cases import IMAGE_EXTENSIONS, case_id, image_files
+from pipeline.errors import PipelineError, short_error
 
-#: the suffix inference gives label maps and attention maps (``configs/engine/inference.json``)
+#: the suffix inference gives label maps and attention maps (the bundles' ``inference.json``)
 PRED_SUFFIX = "_seg"
 ATTENTION_SUFFIX = "_attention"
 

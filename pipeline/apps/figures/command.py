@@ -24,7 +24,7 @@ from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,7 +85,7 @@ def _class_names(args: argparse.Namespace, model_config: dict[str, Any] | None) 
 
 def _chosen_cases(args: argparse.Namespace, model_config: dict[str, Any] | None) -> list[dict]:
     from pipeline.data.datalist import load_datalist
-    from pipeline.figures.cases import image_cases, select_cases
+    from pipeline.apps.figures.cases import image_cases, select_cases
 
     if (args.dataset is None) == (args.input is None):
         raise PipelineError("give the cases with --dataset DIR [--split S] or with -i/--input PATH [--labels DIR]")
@@ -105,27 +105,26 @@ def run_checkpoint(images: Sequence[str], args: argparse.Namespace, model_config
                    attention: bool, pred_dir: Path) -> int:
     """Segment ``images`` with the bundle's inference.json into ``pred_dir`` (a child process, as ``predict``);
     returns its exit status (it prints its own one-line error)."""
-    from pipeline.inference.cli import INFERENCE_BUNDLE, bundle_command
+    from pipeline.apps.predict import bundle_command
 
-    # inference.json rebuilds any checkpoint's network from its model_config.json: what differs between the two
-    # bundles' inference files is the data fragment (2D shapes: unet, 3D CT: attn_unet)
-    bundle = INFERENCE_BUNDLE[int(model_config["spatial_dims"])]
+    # inference.json rebuilds any checkpoint's network from its model_config.json; predict adds the data fragment
+    # of the checkpoint's dimensionality
     with tempfile.TemporaryDirectory(prefix="figures_") as tmp:
         for image in images:  # only the chosen cases: a folder of links to them is the bundle's --input
             os.symlink(Path(image).resolve(), Path(tmp) / Path(image).name)
         cmd = bundle_command(argparse.Namespace(
-            input=tmp, output=str(pred_dir), bundle=bundle, ckpt=args.ckpt, tta=False, save_probabilities=False,
+            input=tmp, output=str(pred_dir), bundle=None, ckpt=args.ckpt, tta=False, save_probabilities=False,
             save_attention=attention, series_uid=None, device=args.device,
         ))
-        logger.info("segmenting %d case(s) with bundles/%s/inference.json into %s", len(images), bundle, pred_dir)
+        logger.info("segmenting %d case(s) with %s into %s", len(images), cmd[cmd.index("--config_file") + 1], pred_dir)
         return subprocess.run(cmd, cwd=REPO).returncode
 
 
 def make_figures(args: argparse.Namespace) -> int:
     """The ``figures`` command: choose cases, get predictions (run or read), write one PNG per case."""
     from pipeline.engines.model_config import network_from_config, read_model_config
-    from pipeline.figures.cases import figure_cases, image_dims
-    from pipeline.figures.panels import write_figures
+    from pipeline.apps.figures.cases import figure_cases, image_dims
+    from pipeline.apps.figures.panels import write_figures
 
     if not args.ckpt and not args.pred:
         raise PipelineError("give --ckpt (a checkpoint folder to run) or --pred (a folder of predictions)")

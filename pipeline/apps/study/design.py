@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 UNET_2D, ATTN_2D = "bundles/unet/train.json", "bundles/attn_unet/train.json"
 SHAPES_FRAGMENT, CT_FRAGMENT = "configs/data/shapes2d.json", "configs/data/pancreas_ct.json"
 BOUNDARY_LOSS = "configs/loss/boundary_weighted.json"
@@ -164,11 +164,11 @@ def _read_json(file: str) -> dict[str, Any]:
 
 def augmentation_prob_key(target: str) -> str:
     """The config id of the ``prob`` of the ``target`` transform in the shapes fragment's augmentation list."""
-    augmentation = _read_json(SHAPES_FRAGMENT)["data"]["augmentation"]
+    augmentation = _read_json(SHAPES_FRAGMENT)["augmentation"]
     for i, t in enumerate(augmentation):
         if str(t.get("_target_", "")).split(".")[-1] == target:
-            return f"data#augmentation#{i}#prob"
-    raise PipelineError(f"{REPO / SHAPES_FRAGMENT}: no {target} in data#augmentation (the ablation turns it off)")
+            return f"augmentation#{i}#prob"
+    raise PipelineError(f"{REPO / SHAPES_FRAGMENT}: no {target} in augmentation (the ablation turns it off)")
 
 
 def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:

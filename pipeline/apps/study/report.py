@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.study.design import ABLATIONS, MODELS_2D, MODELS_3D, Budget
+from pipeline.apps.study.design import ABLATIONS, MODELS_2D, MODELS_3D, Budget
 
 METRICS_2D = [("iou", "IoU"), ("dice", "Dice"), ("bf1", "boundary F1 @2 px"), ("hd95", "HD95 (px)"),
               ("overlap_iou", "IoU in overlaps"), ("gap_accuracy", "gap accuracy"), ("iou_small", "IoU small obj."),
@@ -87,7 +87,7 @@ def machine_lines(command: str) -> list[str]:
     import monai
     import torch
 
-    from pipeline.engines import cpu_has_native_bf16
+    from pipeline.planning.machine import cpu_has_native_bf16
 
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -256,7 +256,7 @@ def panel_cases(data: dict[str, Any], n: int = 4) -> list[tuple[str, str]]:
     from scipy import ndimage
 
     from pipeline.data.shapes_variants import variant_case
-    from pipeline.study.metrics import gap_mask
+    from pipeline.apps.study.metrics import gap_mask
 
     facts = []
     for path in sorted((Path(data["dir"]) / "labelsTs").glob("*.png")):

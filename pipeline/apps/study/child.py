@@ -1,9 +1,9 @@
-"""The study's worker process: ``python -m pipeline.study.child JOB.json`` trains, predicts and scores the runs the
-job lists, one after the other, and leaves ``result.json`` in each run's folder.
+"""The study's worker process: ``python -m pipeline.apps.study.child JOB.json`` trains, predicts and scores the runs
+the job lists, one after the other, and leaves ``result.json`` in each run's folder.
 
 Each run is the recipe's training bundle (``train_files`` + overrides), then the bundle's ``inference.json`` on the
 test split with the best checkpoint, then scoring of the written label maps: ``pipeline.evaluation`` (Dice, IoU,
-HD95, recall per class) and, in 2D, the study's metrics (``pipeline.study.metrics``). Lines starting with
+HD95, recall per class) and, in 2D, the study's metrics (``pipeline.apps.study.metrics``). Lines starting with
 ``STUDY `` tell the parent which run started and ended.
 """
 from __future__ import annotations
@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PipelineError, install_excepthook
-from pipeline.study.bundle_run import bundle_parser, run_sections
-from pipeline.study.design import END, REPO, SPAWNED_AT, START
+from pipeline.apps.study.design import END, REPO, SPAWNED_AT, START
 
 
 def _finite(x: float) -> float | None:
@@ -37,13 +36,24 @@ def _class_mean(summary: dict[str, dict[str, float]], metric: str, classes: list
     return float(np.mean(values)) if values else float("nan")
 
 
+def run_bundle(files: list[str], overrides: dict[str, Any]) -> Any:
+    """``python -m monai.bundle run`` in this process: MONAI's ConfigWorkflow over the repository's ``files`` (later
+    files win) with ``overrides`` (any config id); returns the workflow, whose ``parser`` holds the run's objects."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(config_file=[str(REPO / f) for f in files], workflow_type=None, **overrides)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
 def train(spec: dict[str, Any], run_dir: Path, dataset_dir: str) -> dict[str, Any]:
     """Train the recipe into ``run_dir``; the best validation Dice, its epoch and the class names."""
     overrides = {**spec["overrides"], "bundle_root": str(run_dir), "dataset_dir": dataset_dir, "seed": spec["seed"]}
     if "plan_file" in spec:
         overrides["plan_file"] = spec["plan_file"]
-    parser = bundle_parser([REPO / f for f in spec["train_files"]], overrides)
-    run_sections(parser)
+    parser = run_bundle(spec["train_files"], overrides).parser
     evaluator = parser.get_parsed_content("validate#evaluator")
     out = {"best_val_dice": float(evaluator.state.best_metric), "best_epoch": int(evaluator.state.best_metric_epoch),
            "class_names": list(parser.get_parsed_content("class_names"))}
@@ -56,11 +66,10 @@ def predict(spec: dict[str, Any], run_dir: Path, dataset_dir: str) -> Path:
     """The bundle's inference on the test split of ``dataset_dir`` with the run's best checkpoint, one pass per image:
     the study compares networks, so no flip TTA (the unet bundle's inference default), as in its recorded results."""
     pred_dir = run_dir / "predictions"
-    parser = bundle_parser([REPO / f for f in spec["infer_files"]], {
+    workflow = run_bundle(spec["infer_files"], {
         "bundle_root": str(run_dir), "dataset_dir": dataset_dir, "infer_split": "test", "pred_dir": str(pred_dir),
         "input_dir": None, "num_workers": 0, "tta": False})
-    run_sections(parser)
-    del parser
+    del workflow
     gc.collect()
     return pred_dir
 
@@ -75,7 +84,7 @@ def _read_png(path: Path) -> np.ndarray:
 def study_scores(pred_dir: Path, data: dict[str, Any], n_classes: int, tolerance: float) -> dict[str, float]:
     """The 2D study metrics of every test prediction; overlap regions regenerated from the data's generator."""
     from pipeline.data.shapes_variants import variant_case
-    from pipeline.study.metrics import pool_scores, score_case
+    from pipeline.apps.study.metrics import pool_scores, score_case
 
     cases = []
     for label_path in sorted((Path(data["dir"]) / "labelsTs").glob("*.png")):

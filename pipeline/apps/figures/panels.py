@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from monai.networks import one_hot
 
 from pipeline.evaluation.case_metrics import case_metrics
-from pipeline.figures.cases import CaseArrays, FigureCase, load_case
+from pipeline.apps.figures.cases import CaseArrays, FigureCase, load_case
 from pipeline.handlers.panels import best_slice, panel_figure
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """``python -m pipeline study``: run the context-vs-precision study, resumably, and write its tables and plots.
 
-The runs (``pipeline.study.design``) are trained in a child process each (``pipeline.study.child``; the quick
-study runs them all in one) so that a long study holds no state from one run to the next. One CSV row per finished
-run is appended to ``runs.csv`` as the run ends; a rerun with the same ``--out`` skips the runs already there, so an
-interrupted study resumes where it stopped, in as many sittings as needed. ``study.json`` records the budget the
-folder was started with, and a rerun with another budget is refused rather than mixed in.
+The runs (``pipeline.apps.study.design``) are trained in a child process each (``pipeline.apps.study.child``;
+the quick study runs them all in one) so that a long study holds no state from one run to the next. One CSV row
+per finished run is appended to ``runs.csv`` as the run ends; a rerun with the same ``--out`` skips the runs
+already there, so an interrupted study resumes where it stopped, in as many sittings as needed. ``study.json``
+records the budget the folder was started with, and a rerun with another budget is refused rather than mixed in.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.study.design import END, FULL, PARTS, QUICK, REPO, SPAWNED_AT, START, Budget, RunSpec, plan_runs
-from pipeline.study.report import write_markdown, write_report
+from pipeline.apps.study.design import END, FULL, PARTS, QUICK, REPO, SPAWNED_AT, START, Budget, RunSpec, plan_runs
+from pipeline.apps.study.report import write_markdown, write_report
 
 BASE_COLUMNS = ["run_id", "part", "variant", "model", "arm", "seed", "train_s", "infer_s", "score_s", "run_s",
                 "best_epoch", "best_val_dice"]
@@ -170,7 +170,7 @@ def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progr
     env = dict(os.environ, **{SPAWNED_AT: repr(time.time())})
     if job.get("threads"):
         env["OMP_NUM_THREADS"] = str(job["threads"])
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.study.child", str(job_file)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.apps.study.child", str(job_file)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     log, log_path, current, started = None, None, None, 0.0
     try:
