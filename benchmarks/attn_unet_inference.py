@@ -5,12 +5,12 @@ The volume is a CT phantom (pipeline.data.phantom, seed 123) resampled onto a 51
 the body filling the field of view as in an abdominal scan, written as int16 NIfTI. The checkpoint is --ckpt_dir
 (e.g. bundles/attn_unet/models after a training run); without one, the default recipe's network with the values its
 plan chooses on the default phantoms (target spacing 1.86 x 1.86 x 3.72 mm, patch 64x64x32, strides
-[[2,2,1],[2,2,2],[2,2,2]]; benchmarks/results/user_command.md) is saved freshly initialised beside the scratch
+[[2,2,1],[2,2,2],[2,2,2]]; benchmarks/results/user_command_cpu_*.md) is saved freshly initialised beside the scratch
 volume: the time does not depend on the weights. Each configuration runs as its own ``python -m monai.bundle run``
 child process; reported are the process wall time, the case time the inference log gives (reading, preprocessing,
 sliding window, resampling the probabilities back, argmax, writing), and the child's peak resident memory.
 
-    python benchmarks/attn_unet_inference.py [--ckpt_dir DIR] [--device cuda] [--no-tta]
+    python -m benchmarks run attn_unet_inference [--ckpt_dir DIR] [--device cuda] [--no-tta]
 """
 from __future__ import annotations
 
@@ -26,12 +26,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv, run_bundle, write_result  # noqa: E402
+from benchmarks.common import REPO, machine_header, quoted_argv, result_path, run_bundle, write_json, write_result
 
 SHAPE = (512, 512, 300)
 SPACING = (0.8, 0.8, 1.5)
-# the default attn_unet recipe's plan on the default phantoms (benchmarks/results/user_command.md)
+# the default attn_unet recipe's plan on the default phantoms (benchmarks/results/user_command_cpu_*.md)
 DEFAULT_PLAN = {"target_spacing": [1.86, 1.86, 3.72], "patch_size": [64, 64, 32],
                 "strides": [[2, 2, 1], [2, 2, 2], [2, 2, 2]]}
 
@@ -50,19 +49,20 @@ def make_volume(path: Path) -> None:
 
 
 def default_checkpoint(folder: Path) -> Path:
-    """The default recipe's network (planned values above), freshly initialised, with its model_config.json."""
+    """The default recipe's network (planned values above), freshly initialised, with its model_config.json and plan.json."""
     from monai.bundle import ConfigParser
 
-    from pipeline.engines import save_model_config
+    from pipeline.engines import save_run_files
 
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles/attn_unet/train.json"))
-    parser.update({**DEFAULT_PLAN, "bundle_root": str(folder), "ckpt_dir": str(folder), "training_cases": None})
+    plan = {**DEFAULT_PLAN, "batch_size": 2, "num_workers": 0, "intensity": {"hu_window": [-175, 250]}}
+    parser.update({"plan": plan, "bundle_root": str(folder), "ckpt_dir": str(folder)})
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def")
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), folder / "model.pt")
-    save_model_config(folder, parser.get_parsed_content("model_config"))
+    save_run_files(folder, parser.get_parsed_content("model_config"), parser.get_parsed_content("trained_plan"))
     return folder
 
 
@@ -91,7 +91,7 @@ def main() -> int:
     ap.add_argument("--overlaps", nargs="*", type=float, default=[],
                     help="also run with these sliding-window overlaps (--sw_overlap), side by side with the default")
     ap.add_argument("--work", default="/tmp/attn_unet_infer")
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/attn_unet_inference.md"))
+    ap.add_argument("--out", default=None, help="the report (default benchmarks/results/attn_unet_inference_<kind>.md)")
     args = ap.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -131,8 +131,19 @@ def main() -> int:
               "Python, torch and MONAI start-up. Peak memory: the child process's maximum resident set size. "
               "Load average: the machine's 1-minute load "
               "before the run (above the core count, other work shared the cores and the times are longer).", ""]
-    write_result(args.out, lines)  # the hand-written reading of an earlier run survives
+    out = Path(args.out) if args.out else result_path("attn_unet_inference", ".md")
+    write_result(out, lines)  # the hand-written reading of an earlier run survives
     print("\n".join(lines))
+    figures: dict[str, object] = {"case_s": round(base["case"], 1), "process_s": round(base["wall"], 1),
+                                  "peak_memory_gb": round(base["rss_gb"], 2), "network_grid": base["grid"],
+                                  "label_map_on_input_grid": all(r["same_grid"] for r in runs.values())}
+    for name, r in runs.items():
+        if name != "default":
+            suffix = "tta" if name.startswith("flip") else name.replace("sw_", "").replace(" ", "_")
+            figures.update({f"case_s_{suffix}": round(r["case"], 1), f"process_s_{suffix}": round(r["wall"], 1),
+                            f"peak_memory_gb_{suffix}": round(r["rss_gb"], 2)})
+    write_json("attn_unet_inference", figures, lines=lines, report=out,
+               path=out.with_suffix(".json") if args.out else None)
     return 0
 
 

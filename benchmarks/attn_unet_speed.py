@@ -7,7 +7,7 @@
 (c) the train step's FLOP rate (torch.utils.flop_counter) >= 60 % of the FLOP rate its own convolutions reach when
     timed alone (same shapes, same precision, forward + backward) in the same run.
 
-    python benchmarks/attn_unet_speed.py [--size 96] [--steps 5]
+    python -m benchmarks run attn_unet_speed [--size 96] [--steps 5]
 """
 from __future__ import annotations
 
@@ -23,11 +23,10 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import AttentionUnet as MonaiAttentionUnet
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv  # noqa: E402
+from benchmarks.common import machine_header, quoted_argv, result_path, write_json
 
-from pipeline.engines import AutocastInferer, Precision, resolve_precision  # noqa: E402
-from pipeline.networks import AttentionUNet, UNet  # noqa: E402
+from pipeline.engines import AutocastInferer, Precision, resolve_precision
+from pipeline.networks import AttentionUNet, UNet
 
 WIDTHS = (16, 32, 64, 128, 256)
 
@@ -125,7 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/attn_unet_speed.md"))
+    ap.add_argument("--out", default=None, help="the report (default benchmarks/results/attn_unet_speed_<kind>.md)")
     args = ap.parse_args()
     x = torch.randn(1, 1, *(args.size,) * 3)
     y = torch.randint(0, 3, (1, 1, *(args.size,) * 3))
@@ -180,8 +179,20 @@ def main() -> int:
         f" {conv_rate / 1e9:.1f} GFLOP/s; ratio {step_rate / conv_rate:.0%} | {ok(step_rate >= 0.6 * conv_rate)} |",
         "",
     ]
-    Path(args.out).write_text("\n".join(lines))
+    out = Path(args.out) if args.out else result_path("attn_unet_speed", ".md")
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
+    figures = {
+        "ours_attention_float32_s": round(med[("ours_attention", "float32")], 3),
+        "ours_unet_float32_s": round(med[("ours_unet", "float32")], 3),
+        "monai_attention_float32_s": round(med[("monai_attention", "float32")], 3),
+        "ours_attention_out_of_the_box_s": round(med[("ours_attention", "default")], 3),
+        "monai_attention_out_of_the_box_s": round(med[("monai_attention", "trainer")], 3),
+        "monai_over_ours_float32": round(r_monai, 2), "ours_over_unet_float32": round(r_unet, 2),
+        "out_of_the_box_speedup": round(r_box, 2),
+        "flop_rate_share_of_convolutions_percent": round(100 * step_rate / conv_rate),
+    }
+    write_json("attn_unet_speed", figures, lines=lines, report=out, path=out.with_suffix(".json") if args.out else None)
     return 0
 
 

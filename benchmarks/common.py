@@ -1,7 +1,10 @@
-"""Shared by the benchmark scripts: machine description and timed bundle runs with peak memory."""
+"""Shared by the benchmarks: the machine description, timed bundle runs with peak memory, and the one writer of the
+machine-readable result files ``benchmarks/results/<name>_<machine kind>.json`` that ``python -m benchmarks page``
+turns into ``docs/benchmarks.md``."""
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import shlex
@@ -15,6 +18,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def cpu_model() -> str:
@@ -28,21 +32,143 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_header(command: str) -> str:
-    """Markdown lines naming the machine, date, software and the command that produced a result file."""
+def native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 natively (oneDNN's check for AVX512-BF16 / AMX), as ``amp: auto`` decides."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def machine() -> dict[str, object]:
+    """The machine a result was measured on: CPU model, cores, bfloat16 support, GPU (None without one), software."""
     import monai
 
-    from pipeline.engines import cpu_has_native_bf16
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "native_bfloat16": native_bf16(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__, "monai": monai.__version__}
 
+
+def machine_kind(info: dict[str, object], by_precision: bool = True) -> str:
+    """``cuda`` with a GPU, else ``cpu_bfloat16`` / ``cpu_float32`` (what ``amp: auto`` trains in on that CPU), or
+    plain ``cpu`` where the precision does not matter to the benchmark."""
+    if info.get("gpu"):
+        return "cuda"
+    if not by_precision:
+        return "cpu"
+    return "cpu_bfloat16" if info.get("native_bfloat16") else "cpu_float32"
+
+
+def result_path(name: str, suffix: str = ".json", variant: str | None = None, by_precision: bool = True,
+                info: dict[str, object] | None = None) -> Path:
+    """``benchmarks/results/<name>[_<variant>]_<machine kind><suffix>``: one result per benchmark (and variant) per
+    machine kind; a rerun replaces it (older results are in git's history)."""
+    kind = machine_kind(info if info is not None else machine(), by_precision)
+    return RESULTS / f"{name}{'_' + variant if variant else ''}_{kind}{suffix}"
+
+
+def git_commit(cwd: Path = REPO) -> str | None:
+    """The short commit of ``cwd`` (with ``+dirty`` when the work tree differs), or None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def machine_header(command: str) -> str:
+    """Markdown lines naming the machine, date, software and the command that produced a result file."""
+    m = machine()
     return "\n".join(
         [
             f"- date: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-            f"- machine: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
-            f"native bfloat16: {cpu_has_native_bf16()}, CUDA: {torch.cuda.is_available()}",
-            f"- software: python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}",
+            f"- machine: {m['cpu']}, {m['cores']} logical cores, torch threads {m['torch_threads']}, "
+            f"native bfloat16: {m['native_bfloat16']}, CUDA: {m['gpu'] is not None}"
+            + (f", GPU: {m['gpu']}" if m["gpu"] else ""),
+            f"- software: python {m['python']}, torch {m['torch']}, monai {m['monai']}",
             f"- command: `{command}`",
         ]
     )
+
+
+def _cell(text: str) -> object:
+    """A markdown table cell as a number where it is one (``1.057`` -> 1.057, ``1687`` -> 1687), else the text."""
+    t = text.strip().strip("*")
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def md_tables(lines: list[str]) -> dict[str, dict[str, list]]:
+    """The markdown tables among ``lines``: caption (the last non-table text line before the table, else
+    ``table N``) -> {"columns": [...], "rows": [[...], ...]}, numeric cells as numbers."""
+    text = "\n".join(lines).splitlines()
+    tables: dict[str, dict[str, list]] = {}
+    caption, i = "", 0
+    while i < len(text):
+        line = text[i].strip()
+        if line.startswith("|") and i + 1 < len(text) and set(text[i + 1].strip()) <= set("|-: "):
+            columns = [c.strip() for c in line.strip("|").split("|")]
+            rows, i = [], i + 2
+            while i < len(text) and text[i].strip().startswith("|"):
+                rows.append([_cell(c) for c in text[i].strip().strip("|").split("|")])
+                i += 1
+            key = caption or f"table {len(tables) + 1}"
+            while key in tables:
+                key += " (continued)"
+            tables[key] = {"columns": columns, "rows": rows}
+            caption = ""
+            continue
+        if line and not line.startswith("|"):
+            caption = line.lstrip("#- ")
+            caption = (caption.split(". ")[0] if len(caption.split(". ")[0]) >= 12 else caption).rstrip(":.")
+            caption = caption if len(caption) <= 100 else caption[:99] + "…"
+        i += 1
+    return tables
+
+
+def write_json(name: str, figures: dict[str, object], *, lines: list[str] | None = None, variant: str | None = None,
+               by_precision: bool = True, title: str | None = None, command: str | None = None,
+               commit: str | None = None, report: str | Path | None = None, path: str | Path | None = None,
+               tables: dict[str, dict[str, list]] | None = None) -> Path:
+    """Write the machine-readable result of benchmark ``name``: machine, date, commit, command, the headline
+    ``figures`` (flat name -> number or text), the markdown tables of ``lines`` (the human-readable report the
+    benchmark also writes, at ``report``) and any further ``tables``. ``path`` defaults to :func:`result_path`."""
+    info = machine()
+    out = Path(path) if path else result_path(name, ".json", variant, by_precision, info)
+    result = {
+        "benchmark": name,
+        "variant": variant,
+        "title": title or (lines[0].lstrip("# ").strip() if lines else name),
+        "machine": {"kind": machine_kind(info, by_precision), **info},
+        "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "commit": commit if commit is not None else git_commit(),
+        "command": command or quoted_argv(),
+        "figures": figures,
+        "tables": {**md_tables(lines or []), **(tables or {})},
+        "report": _repo_relative(report) if report else None,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+    print(f"written {out}")
+    return out
+
+
+def _repo_relative(path: str | Path) -> str:
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(p)
 
 
 @dataclass
@@ -112,7 +238,11 @@ def read_summary(csv_path: Path) -> dict[str, float]:
 
 
 def quoted_argv() -> str:
-    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    """The command line that ran this benchmark, as ``python -m benchmarks run NAME ...`` would repeat it."""
+    argv = list(sys.argv)
+    prog = Path(argv[0]).stem if argv else ""
+    head = ["python", "-m", f"benchmarks.{prog}"] if prog and prog not in ("__main__", "-c") else ["python"]
+    return " ".join(shlex.quote(a) for a in [*head, *argv[1:]])
 
 
 SHOWS = "## What it shows"

@@ -13,7 +13,7 @@ autocast on a CPU that runs it natively), interleaved so that a shared, noisy ma
   channels-last-3d) with four implementations of the same affine instance normalisation: torch's
   ``InstanceNorm3d``, the networks' default ``InstanceNormCL3d`` (``InstanceNorm3d`` in training, torch's group-norm
   kernel at inference on channels-last CPU tensors; norm ``"instance_cl"``), ``GroupNorm`` with one channel per
-  group (``pipeline.networks.blocks.InstanceNormGroups``, norm ``"instance_groups"``), and mean/variance over the
+  group (``InstanceNormGroups`` here, once ``pipeline.networks.blocks.InstanceNormGroups``), and mean/variance over the
   spatial axes written out in autograd ops (``InstanceNormStats``, here only).
   ``InstanceNorm3d`` reshapes its input to one batch of N*C channels: on a channels-last tensor that costs copies to
   and from contiguous memory around every convolution, and the in-place LeakyReLU on its view adds a CopySlices in
@@ -22,13 +22,12 @@ autocast on a CPU that runs it natively), interleaved so that a shared, noisy ma
   (``torch.max(...).indices``, what validation and inference use), on the validation volume and on a scan of the
   grid of real MSD Task07 data (3 x 512 x 512 x 100).
 
-    python benchmarks/ct_step_layout.py [--repeats 5] [--out benchmarks/results/ct_step_layout.md]
+    python -m benchmarks run ct_step_layout [--repeats 5] [--out FILE.md]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -36,13 +35,12 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv  # noqa: E402
+from benchmarks.common import machine_header, quoted_argv, result_path, write_json
 
-from pipeline.engines import place, resolve_memory_format, resolve_precision  # noqa: E402
-from pipeline.networks import AttentionUNet  # noqa: E402
-from pipeline.networks.blocks import InstanceNormCL3d, InstanceNormGroups  # noqa: E402
-from pipeline.transforms import channel_argmax  # noqa: E402
+from pipeline.engines import place, resolve_memory_format, resolve_precision
+from pipeline.networks import AttentionUNet
+from pipeline.networks.blocks import InstanceNormCL3d
+from pipeline.transforms import channel_argmax
 
 STRIDES = [[2, 2, 1], [2, 2, 2], [2, 2, 2]]
 PATCH = (64, 64, 32)
@@ -80,6 +78,13 @@ def train_step_seconds(net: torch.nn.Module, channels_last: bool, dtype: torch.d
     return time.perf_counter() - t0
 
 
+class InstanceNormGroups(torch.nn.GroupNorm):
+    """Affine instance normalisation as ``GroupNorm`` with one channel per group: keeps channels-last memory."""
+
+    def __init__(self, num_features: int, affine: bool = True, eps: float = 1e-5) -> None:
+        super().__init__(num_features, num_features, eps=eps, affine=affine)
+
+
 class InstanceNormStats(torch.nn.Module):
     """Affine instance normalisation from ``torch.var_mean`` over the spatial axes: keeps the input's memory format."""
 
@@ -105,9 +110,8 @@ def norm_network(norm: type | None) -> torch.nn.Module:
     """The default network (width 8, channels-last-3d) with another implementation of its instance norm."""
     from monai.networks.layers.factories import Norm
 
-    name = {None: "instance", InstanceNormCL3d: "instance_cl", InstanceNormGroups: "instance_groups"}.get(
-        norm, "bench_instance_stats")
-    if name.upper() not in Norm.names:  # only the benchmark's own InstanceNormStats is not registered by pipeline
+    name = {None: "instance", InstanceNormCL3d: "instance_cl"}.get(norm, f"bench_{norm.__name__.lower()}")
+    if name.upper() not in Norm.names:  # the benchmark's own norms (and instance_cl where pipeline registers none)
         Norm.add_factory_callable(name, lambda dim: norm)
     spec = (name, {"affine": True})
     torch.manual_seed(0)
@@ -148,7 +152,7 @@ def validation_seconds(net: torch.nn.Module, roi: tuple[int, int, int], dtype: t
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/ct_step_layout.md"))
+    ap.add_argument("--out", default=None, help="the report (default benchmarks/results/ct_step_layout_<kind>.md)")
     args = ap.parse_args()
     precision = resolve_precision("auto", "cpu")
     dtype = precision.dtype if precision.autocast else None
@@ -222,8 +226,22 @@ def main() -> None:
     for shape in ARGMAX_SHAPES:
         slow, fast = (statistics.median(argmaxes[(shape, f)]) for f in (False, True))
         lines.append(f"| {'x'.join(map(str, shape))} | {slow:.3f} | {fast:.3f} | {fast / slow:.2f}x |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = Path(args.out) if args.out else result_path("ct_step_layout", ".md")
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    figures: dict[str, object] = {}
+    for (w, cl), times in steps.items():
+        figures[f"step_s_width{w}_{'channels_last_3d' if cl else 'contiguous'}"] = round(statistics.median(times), 3)
+    for roi, times in vals.items():
+        figures[f"validation_s_window_{'x'.join(map(str, roi))}"] = round(statistics.median(times), 2)
+    for name in NORMS:
+        figures[f"validation_s_{name.split(' (')[0].split(',')[0].split(' ')[0]}"] = round(
+            statistics.median(norm_vals[name]), 2)
+    for shape in ARGMAX_SHAPES:
+        for fast, label in ((False, "torch_argmax"), (True, "channel_argmax")):
+            key = f"argmax_s_{'x'.join(map(str, shape))}_{label}"
+            figures[key] = round(statistics.median(argmaxes[(shape, fast)]), 3)
+    write_json("ct_step_layout", figures, lines=lines, report=out, path=out.with_suffix(".json") if args.out else None)
 
 
 if __name__ == "__main__":

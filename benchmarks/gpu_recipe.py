@@ -16,7 +16,9 @@ Run on a GPU machine from the repository root, after the data directory is empty
    side by side.
 5. One epoch of multi_gpu_train.json under torchrun (1 process, NCCL): the DDP wrapping on CUDA.
 
-    python benchmarks/gpu_recipe.py --out DIR [--deadline 540]
+    python -m benchmarks run gpu_recipe --out DIR [--deadline 540]
+
+DIR receives ``gpu_recipe_<kind>.md`` and ``.json`` (copy them into benchmarks/results/) and the logs.
 """
 from __future__ import annotations
 
@@ -31,9 +33,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, bundle_command, machine_header, quoted_argv, read_summary  # noqa: E402
-from ct_step_layout import network  # noqa: E402
+from benchmarks.common import REPO, bundle_command, machine_header, quoted_argv, read_summary, result_path, write_json
+from benchmarks.ct_step_layout import network
 
 TRAIN = "bundles/attn_unet/train.json"
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Epoch\[(\d+)\] Metrics -- (.*val_dice_pancreas.*)$",
@@ -113,10 +114,14 @@ def main() -> int:
     left = lambda: args.deadline - (time.perf_counter() - begin)  # noqa: E731
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     lines = [f"# The CT recipe on one GPU ({gpu})", "", machine_header(quoted_argv()), f"- GPU: {gpu}", ""]
+    figures: dict[str, object] = {}
+    stem = result_path("gpu_recipe", "").name
 
     def flush() -> None:
-        (out / "gpu_recipe.md").write_text("\n".join(lines) + "\n")
+        (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines), flush=True)
+        write_json("gpu_recipe", figures, lines=lines, report=f"benchmarks/results/{stem}.md",
+                   path=out / f"{stem}.json")
 
     # 1. step times at the plan's GPU patch
     patch = [80, 80, 40]  # the plan's GPU patch on the phantoms, with ct_step_layout's STRIDES
@@ -140,6 +145,11 @@ def main() -> int:
         history.append((int(epoch), at, m))
     plan = re.search(r"plan for .*?\n((?:  .*\n)+)", log)
     wait = WAIT.search(log)
+    figures.update({"user_command_exit": code, "user_command_wall_s": round(wall)})
+    if history:
+        epoch, at, m = max(history, key=lambda h: h[2].get("val_mean_dice", -1))
+        figures.update({"best_epoch": epoch, "seconds_at_best_epoch": round(at),
+                        "val_pancreas_dice_best": round(m.get("val_dice_pancreas", float("nan")), 4)})
     lines += ["## 2. The user's command with its defaults", "",
               f"`python -m monai.bundle run --config_file {TRAIN}` on an empty data folder: exit {code}"
               f"{' (stopped at the time limit)' if code == 124 else ''}, {wall:.0f} s wall.", "",
@@ -174,6 +184,11 @@ def main() -> int:
                 lines += [f"evaluation on {name} failed (exit {c}):", "```", elog[-1500:], "```"]
         if len(scores) == 2:
             p12 = (4 * scores["test4"]["dice_pancreas"] + 8 * scores["unseen8"]["dice_pancreas"]) / 12
+            figures.update({"heldout12_pancreas_dice": round(p12, 4),
+                            "test4_pancreas_dice": round(scores["test4"]["dice_pancreas"], 4),
+                            "unseen8_pancreas_dice": round(scores["unseen8"]["dice_pancreas"], 4),
+                            "test4_tumour_dice": round(scores["test4"].get("dice_tumour", float("nan")), 4),
+                            "unseen8_tumour_dice": round(scores["unseen8"].get("dice_tumour", float("nan")), 4)})
             lines += ["## 3. Held-out phantoms (best checkpoint, evaluate.json)", "",
                       f"- pancreas Dice, 12 never-trained phantoms: {p12:.4f} (test 4 "
                       f"{scores['test4']['dice_pancreas']:.4f}, unseen 8 {scores['unseen8']['dice_pancreas']:.4f})",
@@ -192,6 +207,8 @@ def main() -> int:
         c, s, wlog = run(bundle(TRAIN, bundle_root=root, augment_on=mode, num_workers=workers, epochs=2,
                                 val_interval=1000), out / f"wait_{mode}_{workers}.log", min(150, left() - 10))
         w = WAIT.search(wlog)
+        if w:
+            figures[f"data_wait_percent_{mode}_{workers}"] = float(w.group(3))
         rows.append(f"| {mode} | {workers} | {c} | {s:.0f} | {w.group(0) if w else '-'} |")
         if c not in (0,):
             err = [ln for ln in wlog.splitlines() if "Error" in ln or "error" in ln][-3:]

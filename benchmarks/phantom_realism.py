@@ -4,7 +4,7 @@ Measures per-tissue HU statistics against typical published ranges, generation t
 interval threshold can reach for the pancreas (it should be low: the task must need a network), and renders a
 montage of axial and coronal slices with label contours.
 
-    python benchmarks/phantom_realism.py [--n 10 --seed 0 --scale 1.0 --dataset-n 20]
+    python -m benchmarks run phantom_realism [--n 10 --seed 0 --scale 1.0 --dataset-n 20]
 """
 from __future__ import annotations
 
@@ -27,10 +27,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model  # noqa: E402
+from benchmarks.common import cpu_model, result_path, write_json  # noqa: E402
 from pipeline.data.phantom import TISSUES, PhantomCase, case_seed, generate_case, make_pancreas_dataset  # noqa: E402
 
 HU_MIN, HU_BINS = -1024, 4096  # int16 HU clipped to [-1024, 3071] by the generator
@@ -167,10 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--dataset-n", type=int, default=20,
                         help="also time make_pancreas_dataset(n=...) into a temporary folder (0: skip)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/phantom_realism.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the report (default benchmarks/results/phantom_realism_cpu.md)")
     parser.add_argument("--montage", type=Path, default=ROOT / "docs/img/phantom_montage.png")
     args = parser.parse_args(argv)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.phantom_realism", *sys.argv[1:]])
+    out = args.out or result_path("phantom_realism", ".md", by_precision=False)
 
     n_t = max(TISSUES.values()) + 1
     hist_all = np.zeros((n_t, HU_BINS), np.int64)
@@ -290,9 +289,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['tumour_ml']:.1f} | {r['dice1'][0]:.3f} [{r['dice1'][1]}, {r['dice1'][2]}] | "
             f"{r['dice12'][0]:.3f} [{r['dice12'][1]}, {r['dice12'][2]}] | {r['seconds']:.2f} | {r['cpu']:.2f} |")
     lines += ["", f"Montage: `{os.path.relpath(args.montage, ROOT)}`", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out} and {args.montage}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out} and {args.montage}")
+    figures = {"generate_case_mean_s": round(float(secs.mean()), 2),
+               "make_pancreas_dataset_n{}_wall_s".format(args.dataset_n):
+                   round(dataset_seconds, 1) if dataset_seconds is not None else None,
+               "threshold_dice_pancreas_mean": round(float(d1.mean()), 3),
+               "threshold_dice_pancreas_max": round(float(d1.max()), 3),
+               "threshold_dice_pancreas_tumour_mean": round(float(d12.mean()), 3)}
+    write_json("phantom_realism", figures, lines=lines, by_precision=False, command=command, report=out,
+               path=out.with_suffix(".json") if args.out else None)
 
 
 if __name__ == "__main__":

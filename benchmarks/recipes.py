@@ -1,15 +1,15 @@
 """Recipe comparison: validation Dice (and IoU) against wall-clock time for a bundle's default and alternative recipes.
 
 Each recipe is a bundle's train.json with a few config values changed (any config id, also inside the data
-fragment, e.g. ``data#augmentation#1#ratios``), trained in a child process from the same generated data and seed.
+fragment, e.g. ``augmentation#2#ratios``), trained in a child process from the same generated data and seed.
 The script records every validation (epoch, seconds since the process started, metrics per class), the best
 checkpoint's scores on held-out data (CT: the test phantoms of the data set plus extra unseen phantoms of the same
 generator with another seed; shapes: the test split), writes a CSV of every point, a PNG of the curves and a
 markdown table. Runs already in the CSV are skipped, so an interrupted comparison resumes.
 
-    python benchmarks/recipes.py --task ct --recipes default sgd_poly --seeds 0
-    python benchmarks/recipes.py --task shapes --recipes default bs8 --seeds 0 1
-    python benchmarks/recipes.py --task shapes --list
+    python -m benchmarks run recipes --task ct --recipes default sgd_poly --seeds 0
+    python -m benchmarks run recipes --task shapes --recipes default bs8 --seeds 0 1
+    python -m benchmarks run recipes --task shapes --list
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv, read_summary, write_result  # noqa: E402
+from benchmarks.common import REPO, machine_header, quoted_argv, read_summary, result_path, write_json, write_result
 
 SGD = {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": "@learning_rate", "momentum": 0.99,
        "nesterov": True, "weight_decay": 3e-5}
@@ -41,9 +40,9 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # nnU-Net's optimiser: SGD, Nesterov momentum 0.99, lr 1e-2 with polynomial decay
     "sgd_poly": {"optimizer": SGD, "lr_scheduler": POLY, "learning_rate": 0.01},
     # nnU-Net's sampling: a third of the patches centred on foreground, the rest anywhere in the body
-    "fg_third": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "data#augmentation#1#ratios": [2, 1, 0]},
+    "fg_third": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "augmentation#2#ratios": [2, 1, 0]},
     # a quarter of the patches on the pancreas and a quarter on the tumour, half on background anywhere in the body
-    "fg_2_1_1": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "data#augmentation#1#ratios": [2, 1, 1]},
+    "fg_2_1_1": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "augmentation#2#ratios": [2, 1, 1]},
     # more context per voxel of compute
     "coarse_3mm": {"target_spacing": [3.0, 3.0, 4.0], "strides": [[2, 2, 1]]},
     "patch_96": {"patch_size": [96, 96, 48], "num_samples": 1},
@@ -68,7 +67,7 @@ CT_RECIPES: dict[str, dict[str, object]] = {
                             "segmentation_loss#batch": True},
     # half of the crops centred on the tumour (instead of a quarter), a quarter each on pancreas and background
     "width8_cl_tumour_half": {"base_width": 8, "epochs": 100, "memory_format": "channels_last",
-                              "data#augmentation#1#ratios": [1, 1, 2]},
+                              "augmentation#2#ratios": [1, 1, 2]},
     # the width-8 default with the budget the user's command still leaves (718 s of 900 s on a fresh clone)
     "epochs_120": {"epochs": 120},
     # the tumour class weighted 3x in the cross-entropy and the Dice: the default under-segments the tumours it finds
@@ -96,9 +95,6 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # a tenth of the iterations so far) is validated and kept as model.pt: does averaging the last ~100 noisy
     # two-case steps lift the end of the cosine schedule, or steady the seed spread?
     "ema": {"ema": True},
-    # the same instance norm computed by GroupNorm with one channel per group, which keeps channels-last memory
-    # (0.79x the train step in float32, ../ct_step_layout_float32_20261128.md): does the recipe still reach 0.80?
-    "instance_groups": {"network_def#norm": ["instance_groups", {"affine": True}]},
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
     # foreground component kept (removes far false positives); measured on the hand-set grid
@@ -149,15 +145,14 @@ class Task:
     budget_s: float  # the issue's time budget, drawn on the plot
     target: float
     work: str
-    results: str
     notes: str = ""
     held_out: tuple[str, ...] = field(default=("test",))
     tta: bool = False  # also score the held-out data with flip test-time augmentation (the bundle's evaluate default)
 
 
 TASKS = {
-    "ct": Task("bundles/attn_unet", CT_RECIPES, ("pancreas", "tumour"), "dice", 900, 0.80, "/tmp/ct_recipes",
-               "benchmarks/results/ct_recipes", held_out=("test", "unseen"),
+    "ct": Task("bundles/attn_unet", CT_RECIPES, ("pancreas", "tumour"), "dice", 900, 0.80,
+               "/tmp/ct_recipes", held_out=("test", "unseen"),
                notes="Every run: the 24 default phantoms (19 training, 5 validation), the recipe's epochs, bfloat16 "
                "on a CPU with native bfloat16 and float32 on one without (amp auto; the machine line says which); "
                "held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
@@ -165,9 +160,10 @@ TASKS = {
                "also draws the validation split, so validation Dice compares recipes within a seed; the held-out 12 "
                "compare across seeds. Held-out scores come from the bundle's evaluate.json as it is: rows written "
                "before 2026-11-29 (bundle < 0.5.3) slid its window with a quarter-patch overlap, later ones with "
-               "half a patch (../ct_eval_options.md scores the default's three seeds both ways)."),
-    "shapes": Task("bundles/unet", SHAPES_RECIPES, ("ellipse", "rectangle"), "iou", 600, 0.95, "/tmp/shapes_recipes",
-                   "benchmarks/results/shapes_recipes", tta=True,
+               "half a patch (docs/decisions.md, the sliding-window overlap, scores the default's three seeds "
+               "both ways)."),
+    "shapes": Task("bundles/unet", SHAPES_RECIPES, ("ellipse", "rectangle"), "iou", 600, 0.95,
+                   "/tmp/shapes_recipes", tta=True,
                    notes="Every run: the default shapes (1000 images, 800 training / 100 validation / 100 test, "
                    "generator seed 0), the recipe's epochs, bfloat16 on a CPU with native bfloat16 and float32 on "
                    "one without (amp auto; the machine "
@@ -188,12 +184,12 @@ def curve_fields(task: Task) -> list[str]:
 
 def run_child(task: Task, recipe: str, seed: int, root: Path, dataset_dir: Path, extra: dict[str, object],
               files: list[str]) -> None:
-    """Run one recipe in this process (called in a child): overrides applied after the fragments are expanded."""
-    from pipeline.study.bundle_run import bundle_parser, run_sections
+    """Run one recipe in this process (called in a child): any config id can be overridden."""
+    from pipeline.apps.study.child import run_bundle
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s", stream=sys.stdout)
-    run_sections(bundle_parser([REPO / f for f in files], {"bundle_root": str(root), "dataset_dir": str(dataset_dir),
-                                                            "seed": seed, **task.recipes[recipe], **extra}))
+    run_bundle(files, {"bundle_root": str(root), "dataset_dir": str(dataset_dir), "seed": seed,
+                       **task.recipes[recipe], **extra})
 
 
 def parse_curve(log: str, start: dt.datetime) -> list[dict[str, float]]:
@@ -213,7 +209,7 @@ def data_wait_share(log: str) -> float | None:
 
 def child_command(task_name: str, recipe: str, seed: int, root: Path, data: Path, extra: dict[str, object],
                   files: list[str]) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--task", task_name, "--run-child", recipe, str(seed),
+    return [sys.executable, "-m", "benchmarks.recipes", "--task", task_name, "--run-child", recipe, str(seed),
             str(root), "--child-data", str(data), "--child-extra", json.dumps(extra), "--child-files", *files]
 
 
@@ -329,7 +325,8 @@ def main() -> int:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     ap.add_argument("--work", default=None, help="scratch folder (default: the task's folder under /tmp)")
-    ap.add_argument("--out", default=None, help="results folder (default: the task's folder in benchmarks/results)")
+    ap.add_argument("--out", default=None,
+                    help="results folder (default benchmarks/results/recipes_<task>_<kind>, beside its .json)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--rerun", action="store_true", help="measure again, replacing the recipe's rows for the seeds")
     ap.add_argument("--tta", action="store_true",
@@ -356,7 +353,7 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown recipe(s) {unknown}; --list shows them")
     work = Path(args.work or task.work)
-    out = Path(args.out or REPO / task.results)
+    out = Path(args.out) if args.out else result_path("recipes", "", variant=args.task)
     out.mkdir(parents=True, exist_ok=True)
     data_sets = ensure_data(args.task, work)
     fields = curve_fields(task)
@@ -409,7 +406,32 @@ def main() -> int:
             print(json.dumps(finals[-1]), flush=True)
             plot(task, rows, out / "curves.png")
             write_table(task, finals, out / "README.md")
+            write_json("recipes", {}, variant=args.task, title=task_title(task), report=out / "README.md",
+                       tables={"final": csv_table(final_csv)}, path=out.with_suffix(".json") if args.out else None)
     return 0
+
+
+def csv_table(path: Path) -> dict[str, list]:
+    """final.csv as a result table: one row per recipe and seed, numbers as numbers, empty cells as None."""
+    with path.open() as f:
+        header, *body = list(csv.reader(f))
+
+    def cell(v: str) -> object:
+        if v == "":
+            return None
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+
+    return {"columns": header, "rows": [[cell(v) for v in r] for r in body]}
+
+
+def task_title(task: Task) -> str:
+    return ("CT recipes: validation Dice against time (attn_unet bundle, CT phantoms)" if task.held_out != ("test",)
+            else "Shapes recipes: validation IoU against time (unet bundle, 2D shapes)")
 
 
 def _f(value: object, digits: int = 4) -> str:
@@ -420,9 +442,7 @@ def _f(value: object, digits: int = 4) -> str:
 
 
 def write_table(task: Task, finals: list[dict], path: Path) -> None:
-    title = ("CT recipes: validation Dice against time (attn_unet bundle, CT phantoms)" if task.held_out != ("test",)
-             else "Shapes recipes: validation IoU against time (unet bundle, 2D shapes)")
-    lines = [f"# {title}", "", machine_header(quoted_argv()), "",
+    lines = [f"# {task_title(task)}", "", machine_header(quoted_argv()), "",
              task.notes + " Curves: `curves.csv`, `curves.png`.", ""]
     if task.held_out == ("test",):
         a, b = task.classes

@@ -11,7 +11,7 @@ not timed fills it first, so both commits install from the same cache. With ``PY
 some containers and CI images) Python never caches what it compiles at import; ``--write-bytecode`` removes it from
 the children's environment, as on a default Python installation. The result file says which applied.
 
-    python benchmarks/setup_time.py --before HEAD~1 --after HEAD [--repeats 2] [--write-bytecode] [--out FILE]
+    python -m benchmarks run setup_time --before HEAD~1 --after HEAD [--repeats 2] [--write-bytecode] [--out FILE]
 """
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ import os
 import shlex
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, fresh_clone, machine_header, quoted_argv, timed_shell, write_result  # noqa: E402
+from benchmarks.common import (fresh_clone, machine_header, quoted_argv, result_path, timed_shell, write_json,
+                               write_result)
 
 IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.transforms, monai.networks.nets, "
            "monai.losses, monai.metrics, monai.inferers, ignite.engine, nibabel, scipy.ndimage, matplotlib.figure, "
@@ -64,8 +63,12 @@ def main() -> int:
     ap.add_argument("--write-bytecode", action="store_true",
                     help="unset PYTHONDONTWRITEBYTECODE for the set-ups and imports (a default Python installation)")
     ap.add_argument("--work", default="/tmp/setup_time")
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/setup_time.md"))
+    ap.add_argument("--out", default=None,
+                    help="the report (default benchmarks/results/setup_time[_dontwritebytecode]_cpu.md)")
     args = ap.parse_args()
+    # with PYTHONDONTWRITEBYTECODE in effect the result is another one (nothing cached at import): its own file
+    variant = None if args.write_bytecode or not os.environ.get("PYTHONDONTWRITEBYTECODE") else "dontwritebytecode"
+    out = Path(args.out) if args.out else result_path("setup_time", ".md", variant, by_precision=False)
     work = Path(args.work)
     print("warm-up set-up (fills pip's cache, not timed)", flush=True)
     measure(args.after, work / "warmup", args.write_bytecode)
@@ -101,8 +104,15 @@ def main() -> int:
         total = med(name, "setup") + med(name, "first")
         lines.append(f"| **{name}, median** | | {med(name, 'setup'):.1f} | {med(name, 'first'):.1f} | "
                      f"{total:.1f} | {med(name, 'second'):.1f} | |")
-    write_result(args.out, lines)
-    print(Path(args.out).read_text())
+    write_result(out, lines)
+    print(out.read_text())
+    figures: dict[str, object] = {}
+    for name in ("before", "after"):
+        figures.update({f"setup_s_{name}_median": round(med(name, "setup"), 1),
+                        f"first_import_s_{name}_median": round(med(name, "first"), 1),
+                        f"setup_plus_first_import_s_{name}_median": round(med(name, "setup") + med(name, "first"), 1)})
+    write_json("setup_time", figures, lines=lines, variant=variant, by_precision=False, report=out,
+               path=out.with_suffix(".json") if args.out else None)
     return 0
 
 

@@ -8,9 +8,9 @@ the largest resident set of any one process of the run (``RUSAGE_CHILDREN`` of a
 the bundle process, or the largest torchrun worker); GPU memory is not measured here. The data set is the bundle's
 default (generated on first use) unless ``--dataset_dir``.
 
-    python benchmarks/train_throughput.py                        # attn_unet defaults, 1 and 2 CPU processes
-    python benchmarks/train_throughput.py --procs 1 2 4 --device cuda
-    python benchmarks/train_throughput.py --quick --out /tmp/tp.md   # seconds, to check the script works
+    python -m benchmarks run train_throughput                        # attn_unet defaults, 1 and 2 CPU processes
+    python -m benchmarks run train_throughput --procs 1 2 4 --device cuda
+    python -m benchmarks run train_throughput --quick --out /tmp/tp.md   # seconds, to check the script works
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_header, quoted_argv  # noqa: E402
+from benchmarks.common import REPO, machine_header, quoted_argv, result_path, write_json
 
 EPOCH_TIME = re.compile(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
 QUICK = {  # per bundle default data: 3D CT phantoms for attn_unet, 2D shapes for unet
@@ -43,13 +42,15 @@ def epoch_seconds(log: str) -> dict[int, float]:
 
 
 def training_cases(config: list[str], overrides: dict[str, object]) -> int:
-    """How many training cases one epoch covers (generates the bundle's default data set if it is missing)."""
+    """How many training cases one epoch covers (the bundle's initialize step generates its default data set and plan
+    first, if they are missing)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(config)
     parser.update({k: v for k, v in overrides.items() if k in ("dataset_dir", "val_fraction", "num_folds", "fold")})
-    return len(parser.get_parsed_content("training_cases"))
+    parser.get_parsed_content("prepare").run()
+    return len(parser.get_parsed_content("train#datalist"))
 
 
 def run(procs: int, bundle: str, device: str, overrides: dict[str, object], log_file: Path) -> tuple[int, float]:
@@ -77,8 +78,8 @@ def run(procs: int, bundle: str, device: str, overrides: dict[str, object], log_
 
 def measure_one(procs: int, bundle: str, device: str, overrides: dict[str, object], root: Path) -> dict[str, float]:
     """One run in a child of its own, so that RUSAGE_CHILDREN holds this run's largest process only."""
-    cmd = [sys.executable, __file__, "--_measure", str(procs), "--bundle", bundle, "--device", device,
-           "--_overrides", json.dumps(overrides), "--_root", str(root)]
+    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--_measure", str(procs), "--bundle", bundle,
+           "--device", device, "--_overrides", json.dumps(overrides), "--_root", str(root)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"measuring {procs} process(es) failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -94,7 +95,7 @@ def main() -> int:
     ap.add_argument("--dataset_dir", default=None)
     ap.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing useful")
     ap.add_argument("--work", default=None, help="folder for the runs (default: a temporary one, removed)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/train_throughput.md"))
+    ap.add_argument("--out", default=None, help="the report (default benchmarks/results/train_throughput_<kind>.md)")
     ap.add_argument("--_measure", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--_overrides", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--_root", default="", help=argparse.SUPPRESS)
@@ -154,9 +155,20 @@ def main() -> int:
     if len(rows) > 1 and rows[0][1] > 0:
         lines += ["", "Speed-up over one process: " + ", ".join(f"{p} processes {i / rows[0][1]:.2f}x"
                                                               for p, i, *_ in rows[1:])]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"written {args.out}")
+    out = Path(args.out) if args.out else result_path("train_throughput", ".md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"written {out}")
+    figures: dict[str, object] = {}
+    for p, i, _, _, m, _ in rows:
+        unit = "process" if p == 1 else "processes"
+        figures[f"images_per_s_{p}_{unit}"] = round(i, 2)
+        figures[f"peak_rss_mb_{p}_{unit}"] = round(m)
+        if p != rows[0][0] and rows[0][1] > 0:
+            figures[f"speedup_{p}_{unit}"] = round(i / rows[0][1], 2)
+    # --quick or a custom --out is a check, not the suite's result: its JSON goes beside the report
+    write_json("train_throughput", figures, lines=lines, report=out,
+               path=out.with_suffix(".json") if (args.out or args.quick) else None)
     return 0
 
 

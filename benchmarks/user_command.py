@@ -10,7 +10,7 @@ run ever trains on. Both sets are also segmented by ``inference.json`` (probabil
 scan's own grid before the argmax) and scored there by ``python -m pipeline evaluate`` against the original labels:
 the Dice a user of the predictions gets.
 
-    python benchmarks/user_command.py [--work /tmp/user_command] [--out benchmarks/results/user_command.md]
+    python -m benchmarks run user_command [--work /tmp/user_command] [--out FILE.md]
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, fresh_clone, machine_header, quoted_argv, read_summary, timed_shell  # noqa: E402
+from benchmarks.common import (fresh_clone, machine_header, quoted_argv, read_summary, result_path, timed_shell,
+                               write_json)
 
 COMMAND = "bash scripts/setup.sh && python -m monai.bundle run --config_file bundles/attn_unet/train.json"
 VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- (.*val_dice_pancreas.*)")
@@ -31,7 +31,7 @@ BUDGET_S, TARGET = 900.0, 0.80
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/user_command")
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/user_command.md"))
+    ap.add_argument("--out", default=None, help="the report (default benchmarks/results/user_command_<kind>.md)")
     ap.add_argument("--ref", default="HEAD", help="the commit or branch of this repository to clone (default HEAD)")
     args = ap.parse_args()
     work = Path(args.work)
@@ -114,8 +114,29 @@ def main() -> int:
     lines += ["", f"Data loading: `{waits.group(0) if waits else 'not logged'}`", ""]
     if plan:
         lines += ["The plan the run followed (from its log):", "", "```", plan.group(1).rstrip(), "```", ""]
-    Path(args.out).write_text("\n".join(lines))
+    out = Path(args.out) if args.out else result_path("user_command", ".md")
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
+    wait = re.search(r"\(([\d.]+) %\); train steps ([\d.]+) s", waits.group(0)) if waits else None
+    figures = {
+        "wall_s": round(wall), "peak_memory_gb": round(rss / 1024, 2), "best_epoch": best_epoch,
+        "val_pancreas_dice": round(best.get("val_dice_pancreas", float("nan")), 4),
+        "val_tumour_dice": round(best.get("val_dice_tumour", float("nan")), 4),
+        "heldout12_pancreas_dice": round(pancreas12, 4),
+        "test4_pancreas_dice": round(held_out["test4"]["dice_pancreas"], 4),
+        "unseen8_pancreas_dice": round(held_out["unseen8"]["dice_pancreas"], 4),
+        "test4_tumour_dice": round(held_out["test4"]["dice_tumour"], 4),
+        "unseen8_tumour_dice": round(held_out["unseen8"]["dice_tumour"], 4),
+        "heldout12_pancreas_dice_input_grid": round(grid12, 4),
+        "test4_pancreas_dice_input_grid": round(grid["test4"]["pancreas"], 4),
+        "unseen8_pancreas_dice_input_grid": round(grid["unseen8"]["pancreas"], 4),
+        "test4_tumour_dice_input_grid": round(grid["test4"]["tumour"], 4),
+        "unseen8_tumour_dice_input_grid": round(grid["unseen8"]["tumour"], 4),
+        "data_wait_percent": float(wait.group(1)) if wait else None,
+        "train_steps_s": float(wait.group(2)) if wait else None,
+    }
+    write_json("user_command", figures, lines=lines, commit=commit.strip(), report=out,
+               path=out.with_suffix(".json") if args.out else None)
     return 0
 
 
