@@ -56,11 +56,12 @@ def shapes_parser(tmp_path: Path, monkeypatch, config_files: tuple[str, ...] = (
     written once) with ``bundle_root`` ``tmp_path/b`` and batch 2; ``overrides`` as from the command line."""
     from pipeline.data.shapes2d import make_shapes
 
-    monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
+    monkeypatch.chdir(REPO)  # config_files are relative to the repository root
     if not (tmp_path / "data").is_dir():
         make_shapes(tmp_path / "data", n=8, seed=3, size=32)
     parser = ConfigParser()
     parser.read_config(list(config_files))
     parser.update({"device": "cpu", "dataset_dir": str(tmp_path / "data"), "bundle_root": str(tmp_path / "b"),
                    "batch_size": 2, **overrides})
+    parser.get_parsed_content("prepare").run()  # the initialize step's planning, as a run does it first
     return parser

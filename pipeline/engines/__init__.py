@@ -22,12 +22,13 @@ from pipeline.engines.distributed import (
     wrap_ddp,
 )
 from pipeline.engines.model_config import (
+    NETWORKS,
     check_model_config,
-    inference_datalist,
     network_config,
     network_from_config,
     read_model_config,
-    save_model_config,
+    register_network,
+    save_run_files,
 )
 from pipeline.engines.loading import (
     AUGMENT_ON,
@@ -41,13 +42,7 @@ from pipeline.engines.loading import (
     resolve_epoch_length,
 )
 from pipeline.engines.placement import place, resolve_memory_format
-from pipeline.engines.precision import (
-    AutocastInferer,
-    Precision,
-    cpu_has_native_bf16,
-    resolve_device,
-    resolve_precision,
-)
+from pipeline.engines.precision import AutocastInferer, Precision, resolve_precision
 from pipeline.engines.resume import (
     BestMetricState,
     EpochCheckpointSaver,
@@ -60,7 +55,7 @@ from pipeline.engines.resume import (
     resume_loader,
     training_state,
 )
-from pipeline.engines.tracking import mlflow_disabled, tracking_artifacts, tracking_enabled
+from pipeline.engines.tracking import training_handlers
 
 __all__ = [
     "augment_device",
@@ -71,7 +66,6 @@ __all__ = [
     "BestMetricState",
     "check_model_config",
     "check_resume",
-    "cpu_has_native_bf16",
     "distributed_device",
     "distributed_sampler",
     "DistributedCaseMetricsHandler",
@@ -85,13 +79,12 @@ __all__ = [
     "finalize_distributed",
     "flag",
     "gather_objects",
-    "inference_datalist",
     "init_distributed",
     "is_distributed",
     "is_main_process",
     "METADATA_LOCK",
-    "mlflow_disabled",
     "network_config",
+    "NETWORKS",
     "network_from_config",
     "on_device_transforms",
     "per_process_workers",
@@ -100,8 +93,8 @@ __all__ = [
     "rank",
     "rank_zero_handlers",
     "read_model_config",
+    "register_network",
     "release_ranks",
-    "resolve_device",
     "resolve_epoch_length",
     "resolve_memory_format",
     "resolve_precision",
@@ -109,11 +102,10 @@ __all__ = [
     "resume_loader",
     "RNGState",
     "RunRecord",
-    "save_model_config",
+    "save_run_files",
     "seed_run",
     "SyncedDiskSaver",
-    "tracking_artifacts",
-    "tracking_enabled",
+    "training_handlers",
     "training_state",
     "TrainingCompose",
     "unwrap",

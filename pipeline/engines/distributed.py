@@ -1,7 +1,7 @@
 """torch.distributed for the bundles: join the process group torchrun describes, and the rank rules of a run.
 
 ``bundles/<name>/multi_gpu_train.json`` calls ``init_distributed`` in its ``initialize`` list; the shared engine
-wiring (configs/engine/train.json) calls the other helpers on every run, and each is a no-op in a single process
+wiring (the bundles' train.json) calls the other helpers on every run, and each is a no-op in a single process
 (no process group): the samplers are None, every handler is kept, every rank is the main one. MONAI supplies
 ``DistributedSampler`` (uneven shards for validation) and metric buffers that all-gather themselves; what it
 lacks, and is here: picking nccl or gloo and the device from LOCAL_RANK with one-line errors, rank-0-first

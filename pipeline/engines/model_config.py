@@ -1,14 +1,12 @@
-"""What a checkpoint needs to be used without its training data: ``model_config.json`` beside ``model.pt``.
+"""What a checkpoint folder holds besides the weights, and how it is read back.
 
-Training writes the network's class and constructor arguments, the channel and class set, the patch size, the
-data split and the data fragment's learnt preprocessing state (target spacing, HU window, z-score statistics, ...)
-into the checkpoint folder. ``inference.json`` rebuilds the network and the preprocessing from that file, and
-evaluation/inference refuse to run a checkpoint under a configuration that would feed it differently prepared
-data. MONAI bundles keep such facts in ``metadata.json`` by hand; here the run itself writes them.
+Training writes ``model_config.json`` (the network's class and constructor arguments, the channel and class set,
+the split, the axes flip TTA may use) and ``plan.json`` (the preprocessing contract: ``pipeline.planning``) beside
+``model.pt``. A checkpoint folder is data, never code: the network class is looked up by name in an allow-list
+(``NETWORKS``: the project's networks plus what ``register_network`` adds), never imported from a path in the file.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
@@ -19,30 +17,27 @@ from typing import Any
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.fileio import write_text_atomic
+from pipeline.fileio import json_ready, write_text_atomic
+from pipeline.networks import FCN, AttentionUNet, UNet
 
 logger = logging.getLogger(__name__)
 
 FILENAME = "model_config.json"
 # what must match between the checkpoint's training run and a run that uses it (patch size, split and class
-# names may differ); data-state keys that only choose post-processing may differ too: that is the user's choice
-COMPARED_KEYS = ("network", "spatial_dims", "in_channels", "out_channels", "data")
-POSTPROCESSING_KEYS = ("keep_largest_component",)
+# names may differ)
+COMPARED_KEYS = ("network", "spatial_dims", "in_channels", "out_channels")
+# preprocessing values of the plan that must match; the patch size may differ (sliding windows of another size)
+PLAN_COMPARED_KEYS = ("target_spacing", "strides", "intensity")
+
+#: network classes a model_config.json may name: the project's own, plus what ``register_network`` adds
+NETWORKS: dict[str, type[torch.nn.Module]] = {"UNet": UNet, "FCN": FCN, "AttentionUNet": AttentionUNet}
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-able Python (tuples -> lists, tensors/numpy -> lists or numbers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _plain(value.tolist())
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _plain(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+def register_network(cls: type[torch.nn.Module], name: str | None = None) -> type[torch.nn.Module]:
+    """Allow checkpoint folders to name ``cls`` (by ``name``, default its class name); usable as a decorator.
+    The class must record its constructor arguments as ``init_args`` (as the project's networks do)."""
+    NETWORKS[name or cls.__name__] = cls
+    return cls
 
 
 def network_config(network: torch.nn.Module) -> dict[str, Any]:
@@ -53,34 +48,43 @@ def network_config(network: torch.nn.Module) -> dict[str, Any]:
             f"network {type(network).__name__} does not record its constructor arguments (init_args): "
             "only pipeline.networks classes can be saved with model_config.json"
         )
-    cls = type(network)
-    return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **_plain(dict(args))}
+    name = next((k for k, v in NETWORKS.items() if v is type(network)), None)
+    if name is None:
+        raise PipelineError(f"network {type(network).__name__} is not registered: pipeline.engines.register_network")
+    return {"_target_": name, **json_ready(dict(args))}
 
 
-def network_from_config(model_config: Mapping[str, Any]) -> torch.nn.Module:
-    """Build the network described by ``model_config["network"]`` (as written by ``network_config``)."""
+def network_from_config(model_config: Mapping[str, Any], source: str | Path = FILENAME) -> torch.nn.Module:
+    """Build the network described by ``model_config["network"]`` (as written by ``network_config``): the class
+    by name from ``NETWORKS`` (never an import path), with the file's arguments; a bad entry is a one-line
+    PipelineError naming ``source``."""
     spec = dict(model_config.get("network") or {})
     target = spec.pop("_target_", None)
-    if not isinstance(target, str) or "." not in target:
-        raise PipelineError(f"{FILENAME}: 'network' has no '_target_' class path")
-    module_name, _, name = target.rpartition(".")
+    name = target.rsplit(".", 1)[-1] if isinstance(target, str) and target.startswith("pipeline.networks.") else target
+    if not isinstance(name, str) or name not in NETWORKS:
+        raise PipelineError(
+            f"{source}: network {target!r} is not one of {', '.join(sorted(NETWORKS))} (others must be registered "
+            "with pipeline.engines.register_network)"
+        )
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as e:
-        raise PipelineError(f"{FILENAME}: network class {target!r} cannot be imported ({e})") from None
-    return cls(**spec)
+        return NETWORKS[name](**spec)
+    except (TypeError, ValueError) as e:
+        raise PipelineError(f"{source}: network arguments do not fit {name} ({e})") from None
 
 
-def save_model_config(ckpt_dir: str | Path, model_config: Mapping[str, Any], trainer: Any = None) -> Path:
-    """Write ``model_config`` to ``<ckpt_dir>/model_config.json`` (atomically) and log where it went.
+def save_run_files(ckpt_dir: str | Path, model_config: Mapping[str, Any], plan: Mapping[str, Any],
+                   trainer: Any = None) -> None:
+    """Write ``model_config.json`` and ``plan.json`` into the checkpoint folder (atomically) and log where.
 
     ``trainer`` is unused here: a config passes ``@train#trainer`` first so that the data sets are built and
     checked before anything is written into the checkpoint folder.
     """
+    from pipeline.planning import write_checkpoint_plan
+
     path = Path(ckpt_dir) / FILENAME
-    write_text_atomic(path, json.dumps(_plain(model_config), indent=2) + "\n")
-    logger.info("model configuration (network, preprocessing state) written to %s", path)
-    return path
+    write_text_atomic(path, json.dumps(json_ready(model_config), indent=2) + "\n")
+    logger.info("model configuration (network, classes, split) written to %s", path)
+    write_checkpoint_plan(ckpt_dir, plan)
 
 
 def read_model_config(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -95,7 +99,9 @@ def read_model_config(ckpt_dir: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PipelineError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("network", "spatial_dims", "out_channels", "data") if k not in config]
+    if not isinstance(config, dict):
+        raise PipelineError(f"{path}: top level is a JSON {type(config).__name__}; expected an object")
+    missing = [k for k in ("network", "spatial_dims", "out_channels") if k not in config]
     if missing:
         raise PipelineError(f"{path}: missing {', '.join(missing)}")
     return config
@@ -117,72 +123,45 @@ def _differences(saved: Any, current: Any, where: str) -> list[str]:
     return [] if saved == current else [where]
 
 
-def check_model_config(ckpt_dir: str | Path, current: Mapping[str, Any]) -> None:
-    """Refuse (one line) a run whose network or data preprocessing differs from the checkpoint's training run.
+def _refuse(path: Path, key: str, saved: Any, diffs: list[str]) -> None:
+    raise PipelineError(
+        f"{path}: the checkpoint was trained with {key} = {json.dumps(saved)} but this run uses something else"
+        + (f" (and {len(diffs) - 1} more difference(s))" if len(diffs) > 1 else "")
+        + f"; run with --{key.split('.')[0]} '{json.dumps(saved)}' or point --ckpt_dir at a matching checkpoint"
+    )
 
-    ``current`` holds the same keys as model_config.json (any subset); post-processing options may differ.
-    """
+
+def _lookup(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def check_model_config(ckpt_dir: str | Path, current: Mapping[str, Any], plan: Mapping[str, Any] | None = None) -> None:
+    """Refuse (one line) a run whose network, or (with ``plan``) whose preprocessing, differs from the one the
+    checkpoint in ``ckpt_dir`` was trained with (``model_config.json`` and ``plan.json``)."""
     saved = read_model_config(ckpt_dir)
-    plain = {k: v for k, v in _plain(current).items() if k in COMPARED_KEYS}
-    if isinstance(plain.get("data"), Mapping):
-        plain["data"] = {k: v for k, v in plain["data"].items() if k not in POSTPROCESSING_KEYS}
-    diffs = [d for d in _differences(saved, plain, "") if d]
+    plain = {k: v for k, v in json_ready(current).items() if k in COMPARED_KEYS}
+    diffs = _differences(saved, plain, "")
     if diffs:
-        key = diffs[0]
-        value = saved
-        for part in key.split("."):
-            value = value[part]
-        flag = key.split(".")[-1]
-        raise PipelineError(
-            f"{Path(ckpt_dir) / FILENAME}: the checkpoint was trained with {key} = {json.dumps(value)} but this run "
-            f"uses something else" + (f" (and {len(diffs) - 1} more difference(s))" if len(diffs) > 1 else "")
-            + f"; run with --{flag} '{json.dumps(value)}' or point --ckpt_dir at a matching checkpoint"
-        )
+        _refuse(Path(ckpt_dir) / FILENAME, diffs[0], _lookup(saved, diffs[0]), diffs)
+    if plan is None:
+        return
+    from pipeline.planning import CHECKPOINT_PLAN, read_plan
 
-
-def inference_datalist(
-    input_dir: str | Path | None,
-    dataset_dir: str | Path,
-    split: str = "test",
-    val_fraction: float = 0.2,
-    num_folds: int = 0,
-    fold: int = 0,
-    seed: int = 0,
-    spatial_dims: int | None = None,
-    in_channels: int = 1,
-    series_uid: str | None = None,
-) -> list[dict[str, Any]]:
-    """The images to segment: ``input_dir`` (an image file, a folder of images or a DICOM series folder) when
-    given, else one split of ``dataset_dir``. With ``spatial_dims``, every image's header is checked against the
-    network (dims, channels) first, so that a bad input stops the run before anything is written."""
-    from pipeline.data.datalist import load_datalist
-    from pipeline.data.prepare import image_list
-    from pipeline.inference.sources import check_layout, inference_inputs
-
-    if input_dir:
-        if spatial_dims is None:
-            return image_list(input_dir)
-        return inference_inputs(input_dir, spatial_dims, in_channels, series_uid)
-    if not Path(dataset_dir).is_dir():
-        raise PipelineError(
-            f"no input: set --input to an image file, a folder of images or a DICOM folder (dataset_dir "
-            f"{str(dataset_dir)!r}, used for the {split!r} split otherwise, does not exist; "
-            "--input_dir is the same key)"
-        )
-    cases = load_datalist(dataset_dir, split, val_fraction=val_fraction, num_folds=num_folds, fold=fold, seed=seed)
-    if spatial_dims is not None:
-        for case in cases:
-            images = case["image"] if isinstance(case["image"], list) else [case["image"]]
-            for image in images:  # several files: one channel each
-                check_layout(image, spatial_dims, in_channels if len(images) == 1 else 1)
-    return cases
+    saved_plan = read_plan(Path(ckpt_dir) / CHECKPOINT_PLAN)
+    saved_plan = {k: saved_plan.get(k) for k in PLAN_COMPARED_KEYS}
+    diffs = _differences(saved_plan, {k: v for k, v in json_ready(plan).items() if k in PLAN_COMPARED_KEYS}, "")
+    if diffs:
+        _refuse(Path(ckpt_dir) / CHECKPOINT_PLAN, diffs[0], _lookup(saved_plan, diffs[0]), diffs)
 
 
 __all__: Sequence[str] = [
+    "NETWORKS",
     "check_model_config",
-    "inference_datalist",
     "network_config",
     "network_from_config",
     "read_model_config",
-    "save_model_config",
+    "register_network",
+    "save_run_files",
 ]

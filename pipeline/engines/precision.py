@@ -19,6 +19,7 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from pipeline.errors import PipelineError
+from pipeline.planning.machine import cpu_has_native_bf16, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -28,33 +29,6 @@ _ALIASES = {
     "bfloat16": "bfloat16", "bf16": "bfloat16",
     "float16": "float16", "fp16": "float16",
 }
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 natively (oneDNN's check for AVX512-BF16 / AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu; a CUDA device without a GPU is a one-line PipelineError."""
-    if isinstance(device, torch.device):
-        name = str(device)
-    else:
-        name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise PipelineError(f"device {device!r} is not a valid torch device ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"device {device!r} requested but no CUDA GPU is available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise PipelineError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    return dev
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ class EpochCheckpointSaver:
 
 def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | None, epochs: int,
                       epoch_length: int | None = None, learning_rates: list[float] | None = None,
-                      ema: bool | None = None) -> str:
+                      ema: bool | None = None, plan: Mapping[str, Any] | None = None) -> str:
     """The latest ``checkpoint_epoch=N.pt`` of ``ckpt_dir`` once it is known to suit this run; otherwise a one-line
     PipelineError (none there, unreadable or truncated, another network or data fragment, past ``epochs``, epochs
     of another length, with or without ``--ema`` unlike this run). Nothing is written. ``model_config`` /
@@ -244,7 +244,7 @@ def resume_checkpoint(ckpt_dir: str | Path, model_config: Mapping[str, Any] | No
             "this folder); train without --resume true"
         )
     if model_config is not None:
-        check_model_config(ckpt_dir, model_config)
+        check_model_config(ckpt_dir, model_config, plan)
         saved_split = _plain_split(json.loads(saved_config).get("split"))
         if saved_split != _plain_split(model_config.get("split")):
             raise PipelineError(
@@ -321,12 +321,12 @@ def check_resume(resume: bool | str, ckpt_dir: str | Path, epochs: int) -> None:
 
 
 def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Path, model_config: Mapping[str, Any],
-                  map_location: Any = None) -> CheckpointLoader:
+                  plan: Mapping[str, Any] | None = None, map_location: Any = None) -> CheckpointLoader:
     """MONAI's CheckpointLoader for the latest checkpoint (checked by ``resume_checkpoint``), attached to ``trainer``
     to load ``state`` when the run starts."""
     lrs = getattr(state.get("lr_scheduler"), "base_lrs", None)
     path = resume_checkpoint(ckpt_dir, model_config, trainer.state.max_epochs, trainer.state.epoch_length,
-                             learning_rates=list(lrs) if lrs is not None else None, ema=EMA_KEY in state)
+                             learning_rates=list(lrs) if lrs is not None else None, ema=EMA_KEY in state, plan=plan)
     loader = CheckpointLoader(load_path=path, load_dict=dict(state), map_location=map_location)
     loader.attach(trainer)
     return loader

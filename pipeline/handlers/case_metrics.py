@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from ignite.engine import Engine, Events
 
-from pipeline.data.datalist import case_id
+from pipeline.data.cases import case_id
 from pipeline.evaluation.case_metrics import (
     case_metrics,
     format_summary,

@@ -15,6 +15,8 @@ _WHERE = {
     "check_data_fragment": "models",
     "checkpoint_dirs": "models",
     "ensemble_model_config": "models",
+    "ensemble_plan": "models",
+    "inference_datalist": "sources",
     "flip_sets": "models",
     "trained_mirror_axes": "models",
     "tta_flips": "models",

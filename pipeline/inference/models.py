@@ -20,16 +20,17 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
-from pipeline.data.datalist import short_error
 from pipeline.engines.determinism import flag
 from pipeline.engines.placement import place
-from pipeline.engines.model_config import FILENAME, POSTPROCESSING_KEYS, network_from_config, read_model_config
-from pipeline.errors import PipelineError
+from pipeline.engines.model_config import FILENAME, network_from_config, read_model_config
+from pipeline.errors import PipelineError, short_error
 
 logger = logging.getLogger(__name__)
 
 # what every member of an ensemble must share: the data they take and the classes they give
-SHARED_KEYS = ("spatial_dims", "in_channels", "out_channels", "class_names", "data")
+SHARED_KEYS = ("spatial_dims", "in_channels", "out_channels", "class_names")
+# the preprocessing every member's plan must share (patch sizes may differ: each is a sliding window's size)
+SHARED_PLAN_KEYS = ("target_spacing", "intensity")
 
 
 def checkpoint_dirs(ckpt_dir: str | Path | Sequence[str | Path]) -> list[str]:
@@ -41,10 +42,7 @@ def checkpoint_dirs(ckpt_dir: str | Path | Sequence[str | Path]) -> list[str]:
 
 
 def _shared(config: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: config.get(k) for k in SHARED_KEYS}
-    if isinstance(out["data"], Mapping):
-        out["data"] = {k: v for k, v in out["data"].items() if k not in POSTPROCESSING_KEYS}
-    return out
+    return {k: config.get(k) for k in SHARED_KEYS}
 
 
 def ensemble_model_config(ckpt_dirs: Sequence[str | Path]) -> dict[str, Any]:
@@ -67,20 +65,38 @@ def ensemble_model_config(ckpt_dirs: Sequence[str | Path]) -> dict[str, Any]:
     return {**configs[0], "mirror_axes": common}
 
 
-def check_data_fragment(ckpt_dirs: Sequence[str | Path], spatial_dims: int, data_state: Mapping[str, Any]) -> None:
-    """Refuse (one line) a checkpoint trained on another kind of data than this config's data fragment
-    (2D vs 3D, or another set of learnt preprocessing values): its network and preprocessing would not fit."""
+def ensemble_plan(ckpt_dirs: Sequence[str | Path], device: str = "auto") -> dict[str, Any]:
+    """The plan of the first checkpoint folder (``pipeline.planning.checkpoint_plan``), after checking that every
+    other member was trained on identically prepared data; a one-line PipelineError names the first difference."""
+    from pipeline.planning import CHECKPOINT_PLAN, checkpoint_plan
+
+    plans = [checkpoint_plan(d, device) for d in ckpt_dirs]
+    for d, plan in zip(ckpt_dirs[1:], plans[1:]):
+        for key in SHARED_PLAN_KEYS:
+            if plan.get(key) != plans[0].get(key):
+                raise PipelineError(
+                    f"{Path(d) / CHECKPOINT_PLAN}: {key} = {plan.get(key)} differs from {plans[0].get(key)} in "
+                    f"{Path(ckpt_dirs[0]) / CHECKPOINT_PLAN}: an ensemble's checkpoints must take the same data"
+                )
+    return plans[0]
+
+
+def check_data_fragment(ckpt_dirs: Sequence[str | Path], spatial_dims: int, intensity: Mapping[str, Any]) -> None:
+    """Refuse (one line) a checkpoint trained on another kind of data than this config's data fragment (2D vs 3D,
+    or another intensity preprocessing, e.g. CT windowing vs the shapes' min-max scaling)."""
+    from pipeline.planning import CHECKPOINT_PLAN, read_plan
+
     for d in ckpt_dirs:
         config = read_model_config(d)
-        path = Path(d) / FILENAME
-        saved_dims, saved_keys = config.get("spatial_dims"), set(config.get("data") or {})
-        if saved_dims != spatial_dims or saved_keys != set(data_state):
+        saved_dims = config.get("spatial_dims")
+        saved_mode = (read_plan(Path(d) / CHECKPOINT_PLAN).get("intensity") or {}).get("mode")
+        if saved_dims != spatial_dims or saved_mode != intensity.get("mode"):
             net = str((config.get("network") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
             raise PipelineError(
-                f"{path}: a {saved_dims}D {net} checkpoint trained with data keys {sorted(saved_keys) or 'none'}, but "
-                f"this inference config's data fragment is {spatial_dims}D with {sorted(data_state) or 'none'}: run it "
-                "through the inference.json of its data (3D CT: bundles/attn_unet, 2D images: bundles/unet; either "
-                "rebuilds any network)"
+                f"{Path(d) / FILENAME}: a {saved_dims}D {net} checkpoint trained with intensity {saved_mode!r}, but "
+                f"this inference config's data fragment is {spatial_dims}D with {intensity.get('mode')!r}: add the "
+                "data fragment it was trained with (configs/data/pancreas_ct.json or configs/data/shapes2d.json) "
+                "after inference.json"
             )
 
 
@@ -109,7 +125,7 @@ def load_network(ckpt_dir: str | Path, model_file: str = "model.pt", device: str
             raise PipelineError(f"{path}: unreadable TorchScript file ({short_error(e)})") from None
         return net.eval().to(device)
     config = read_model_config(ckpt_dir)
-    net = network_from_config(config)
+    net = network_from_config(config, Path(ckpt_dir) / FILENAME)
     state = _state_dict(path)
     ours = net.state_dict()
     missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
@@ -281,6 +297,7 @@ __all__ = [
     "check_data_fragment",
     "checkpoint_dirs",
     "ensemble_model_config",
+    "ensemble_plan",
     "flip_sets",
     "trained_mirror_axes",
     "tta_flips",

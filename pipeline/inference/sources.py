@@ -21,14 +21,8 @@ from monai.data import ImageReader
 from monai.transforms import LoadImaged
 from monai.utils import MetaKeys, SpaceKeys
 
-from pipeline.data.datalist import (
-    ITK_EXTENSIONS,
-    NIFTI_EXTENSIONS,
-    PIL_EXTENSIONS,
-    SINGLE_CHANNEL_MODES,
-    image_files,
-    read_header,
-)
+from pipeline.data.case_files import SINGLE_CHANNEL_MODES, read_header
+from pipeline.data.cases import ITK_EXTENSIONS, NIFTI_EXTENSIONS, PIL_EXTENSIONS, image_files
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -235,3 +229,40 @@ __all__ = [
     "select_series",
     "sitk_affine",
 ]
+
+
+def inference_datalist(
+    input_dir: str | Path | None,
+    dataset_dir: str | Path,
+    split: str = "test",
+    val_fraction: float = 0.2,
+    num_folds: int = 0,
+    fold: int = 0,
+    seed: int = 0,
+    spatial_dims: int | None = None,
+    in_channels: int = 1,
+    series_uid: str | None = None,
+) -> list[dict[str, Any]]:
+    """The images to segment: ``input_dir`` (an image file, a folder of images or a DICOM series folder) when
+    given, else one split of ``dataset_dir``. With ``spatial_dims``, every image's header is checked against the
+    network (dims, channels) first, so that a bad input stops the run before anything is written."""
+    from pipeline.data.datalist import load_datalist
+    from pipeline.data.prepare import image_list
+
+    if input_dir:
+        if spatial_dims is None:
+            return image_list(input_dir)
+        return inference_inputs(input_dir, spatial_dims, in_channels, series_uid)
+    if not Path(dataset_dir).is_dir():
+        raise PipelineError(
+            f"no input: set --input to an image file, a folder of images or a DICOM folder (dataset_dir "
+            f"{str(dataset_dir)!r}, used for the {split!r} split otherwise, does not exist; "
+            "--input_dir is the same key)"
+        )
+    cases = load_datalist(dataset_dir, split, val_fraction=val_fraction, num_folds=num_folds, fold=fold, seed=seed)
+    if spatial_dims is not None:
+        for case in cases:
+            images = case["image"] if isinstance(case["image"], list) else [case["image"]]
+            for image in images:  # several files: one channel each
+                check_layout(image, spatial_dims, in_channels if len(images) == 1 else 1)
+    return cases

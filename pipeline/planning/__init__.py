@@ -1,22 +1,29 @@
 """Planning: a data set's fingerprint and the machine -> a training plan (spacing, patch, strides, batch, workers).
 
-``python -m pipeline plan DATASET_DIR`` writes a plan; both bundles follow one by default (``configs/plan/auto.json``:
-``bundle_plan`` reads it, or computes and writes it on the first run). Rules: ``pipeline.planning.plan``.
+One preprocessing contract, as nnU-Net's ``plans.json``: a bundle's ``initialize`` step plans (``Preparation``:
+generate the default data set if needed, then read ``plan_file`` or plan and write it); training copies the plan it
+followed into the checkpoint folder (``write_checkpoint_plan``), and evaluation and inference read it from there
+(``checkpoint_plan``). Resolving a config id never plans or writes. Rules: ``pipeline.planning.plan``.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.planning.fingerprint import dataset_fingerprint
 from pipeline.planning.io import format_plan, log_plan, read_plan, write_plan
 from pipeline.planning.machine import machine_profile
-from pipeline.planning.plan import PLAN_KEYS, PLAN_VERSION, make_plan, planned_workers, pooling_strides
+from pipeline.errors import PipelineError
+from pipeline.fileio import json_ready
+from pipeline.planning.plan import PLAN_KEYS, make_plan, planned_workers, pooling_strides
+from pipeline.planning.prepare import Preparation, plan_dataset
 
 __all__ = [
     "PLAN_KEYS",
-    "bundle_plan",
+    "CHECKPOINT_PLAN",
+    "Preparation",
     "checkpoint_plan",
     "dataset_fingerprint",
     "format_plan",
@@ -27,83 +34,47 @@ __all__ = [
     "planned_workers",
     "pooling_strides",
     "read_plan",
+    "trained_plan",
+    "write_checkpoint_plan",
     "write_plan",
 ]
 
 logger = logging.getLogger("pipeline.planning")
 
-
-def plan_dataset(
-    dataset_dir: str | Path, device: str = "auto", spatial_dims: int = 3, num_samples: int = 2,
-    max_cases: int | None = None, poolings: int = 3,
-) -> dict[str, Any]:
-    """Fingerprint ``dataset_dir`` (all training cases, or ``max_cases``), profile this machine, return the plan."""
-    machine = machine_profile(device)  # first: a CUDA request without a GPU fails before the data is read
-    fingerprint = dataset_fingerprint(dataset_dir, max_cases=max_cases)
-    logger.info("fingerprint of %d training cases took %.1f s", fingerprint["n_analysed"], fingerprint["seconds"])
-    return make_plan(fingerprint, machine, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
-
-
-def bundle_plan(
-    dataset_dir: str | Path, plan_file: str | Path, device: str = "auto", spatial_dims: int = 3, num_samples: int = 2,
-    poolings: int = 3,
-) -> dict[str, Any]:
-    """The plan a bundle follows: ``plan_file`` if it exists, else planned from the data and written there; logged.
-
-    The file is followed as written (edit it to change a value; delete it to plan again) when it was made for this
-    data set folder, this device type and this network depth (``poolings``) by this version of the planner. A file
-    made for another one (a run with ``--dataset_dir`` or ``--preset context`` in a folder that trained something
-    else, or a plan from before a planning rule changed) is not followed: the data are planned again for this run
-    and the file is left as it is, with a warning saying so. A file without a ``version`` (written by hand) counts
-    as current.
-    """
-    path = Path(plan_file)
-    if not path.exists():
-        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
-        write_plan(plan, path)
-        logger.info("no plan in %s: planned from the data and written there", path)
-        log_plan(plan)
-        return plan
-    plan = read_plan(path)
-    here, now = str(Path(dataset_dir).absolute()), machine_profile(device)["device"]
-    differs = [
-        f"{what} {was} (this run: {this})"
-        for what, was, this in (
-            ("data set", plan.get("dataset_dir"), here),
-            ("device", plan.get("device"), now),
-            ("poolings", len(plan["strides"]), poolings),
-            ("planner version", plan.get("version"), PLAN_VERSION),
-        )
-        if was is not None and was != this
-    ]
-    if differs:
-        logger.warning("%s was planned for %s: planned again for this run; the file is left as it is (delete it to "
-                       "store the new plan)", path, ", ".join(differs))
-        plan = plan_dataset(dataset_dir, device, spatial_dims=spatial_dims, num_samples=num_samples, poolings=poolings)
-    else:
-        logger.info("following the plan in %s (delete it to plan again)", path)
-    log_plan(plan)
-    return plan
+CHECKPOINT_PLAN = "plan.json"  # beside model.pt and model_config.json
 
 
 def checkpoint_plan(ckpt_dir: str | Path, device: str = "auto") -> dict[str, Any]:
-    """The planned values a trained model was trained with, from its ``model_config.json`` (evaluation uses these).
-
-    Evaluating on another data set must prepare the data as training did, not plan for the new data: target
-    spacing, patch size, strides and the CT intensity window come from the checkpoint folder; num_workers from this
-    machine; batch size 1.
-    A folder without ``model_config.json`` is a one-line PipelineError.
-    """
-    from pipeline.engines.model_config import read_model_config
-
-    config = read_model_config(ckpt_dir)
+    """The plan a trained model was trained with, ``<ckpt_dir>/plan.json`` as training copied it there, for
+    evaluation and inference on this machine: every preprocessing value as trained, ``num_workers`` from this
+    machine, batch size 1. A missing or malformed file is a one-line PipelineError."""
+    path = Path(ckpt_dir) / CHECKPOINT_PLAN
+    if not path.is_file():
+        raise PipelineError(
+            f"{path} not found: the checkpoint folder needs the plan.json that training writes beside model.pt "
+            "(train the bundle first, or set --ckpt_dir)"
+        )
+    plan = read_plan(path)
     workers, _ = planned_workers(machine_profile(device))
-    data = config.get("data") or {}
-    return {
-        "target_spacing": data.get("target_spacing"),
-        "intensity": {"hu_window": data.get("hu_window")},
-        "patch_size": config["patch_size"],
-        "strides": config["network"].get("strides"),
-        "batch_size": 1,
-        "num_workers": workers,
-    }
+    return {**plan, "batch_size": 1, "num_workers": workers}
+
+
+def trained_plan(plan: Mapping[str, Any], **used: Any) -> dict[str, Any]:
+    """The plan as this run follows it: ``plan`` with the values the run actually uses (``target_spacing``,
+    ``patch_size``, ``strides``, ``batch_size``, ``num_workers``, ``intensity``, ``postprocessing``: a command-line
+    override wins over the planned value). Training writes it into the checkpoint folder (``write_checkpoint_plan``)."""
+    out = {k: v for k, v in plan.items() if k not in used}
+    for key, value in used.items():
+        out[key] = json_ready(value)
+    overridden = [k for k in PLAN_KEYS if k in used and k in plan and json_ready(plan[k]) != out[k]]
+    if overridden:
+        out["overridden"] = overridden
+    return out
+
+
+def write_checkpoint_plan(ckpt_dir: str | Path, plan: Mapping[str, Any]) -> Path:
+    """Write the plan a training follows into its checkpoint folder (atomically), where evaluation and inference
+    read it (``checkpoint_plan``)."""
+    path = write_plan(plan, Path(ckpt_dir) / CHECKPOINT_PLAN)
+    logger.info("plan written to %s (evaluation and inference read it there)", path)
+    return path

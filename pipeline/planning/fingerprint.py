@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data.datalist import NIFTI_EXTENSIONS, PIL_EXTENSIONS, dataset_entries, load_datalist, short_error
-from pipeline.errors import PipelineError
+from pipeline.data.cases import NIFTI_EXTENSIONS, PIL_EXTENSIONS
+from pipeline.data.datalist import load_datalist
+from pipeline.data.listing import dataset_entries
+from pipeline.errors import PipelineError, short_error
 
 __all__ = ["BODY_THRESHOLD_CT", "SAMPLES_PER_CASE", "case_fingerprint", "dataset_fingerprint"]
 

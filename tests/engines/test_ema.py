@@ -9,13 +9,13 @@ from pipeline.engines import (
     EpochCheckpointSaver,
     ema_weights,
     resume_loader,
-    save_model_config,
+    save_run_files,
     training_state,
 )
 from pipeline.engines.ema import warmup_momentum
 from pipeline.errors import PipelineError
 from tests.bundles_util import shapes_parser
-from tests.engines.test_resume import MODEL_CONFIG, _trainer
+from tests.engines.test_resume import MODEL_CONFIG, PLAN, _trainer
 
 
 def test_warmup_spans_a_tenth_of_the_iterations_until_the_momentum_is_reached():
@@ -53,7 +53,7 @@ def _train_with_ema(ckpt_dir, epochs, stop_after=None, resume=False, ema=True):
     if resume:
         resume_loader(trainer, state, ckpt_dir, MODEL_CONFIG)
     else:
-        save_model_config(ckpt_dir, MODEL_CONFIG)
+        save_run_files(ckpt_dir, MODEL_CONFIG, PLAN)
     if handler is not None:
         handler.attach(trainer)
     EpochCheckpointSaver(ckpt_dir, state).attach(trainer)

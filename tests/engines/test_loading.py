@@ -109,7 +109,7 @@ def test_bundles_train_without_metadata_and_validate_under_the_lock(augment_on, 
 
     from tests.bundles_util import REPO
 
-    monkeypatch.chdir(REPO)  # the bundles name their fragments relative to the repository root
+    monkeypatch.chdir(REPO)
     # a given plan: nothing is generated or planned (the default data set would otherwise be made in the checkout)
     plan = {"target_spacing": [2.0, 2.0, 3.0], "patch_size": [32, 32, 16], "strides": [[2, 2, 1]], "batch_size": 2,
             "num_workers": 0}
@@ -119,9 +119,9 @@ def test_bundles_train_without_metadata_and_validate_under_the_lock(augment_on, 
         parser.update({"device": "cpu", "augment_on": augment_on, **extra})
         chain = parser.get_parsed_content("train#preprocessing")
         assert isinstance(chain, TrainingCompose) and chain.track_meta is False, bundle
-    handlers = json.loads((REPO / "configs" / "engine" / "train.json").read_text())["train"]["handlers"]
-    targets = [h.get("_target_") for h in handlers if isinstance(h, dict)]
-    assert "pipeline.engines.ValidationHandler" in targets and "ValidationHandler" not in targets
+        handlers = json.loads((REPO / "bundles" / bundle / "train.json").read_text())["train"]["handlers"]
+        targets = [h.get("_target_") for h in handlers if isinstance(h, dict)]
+        assert "pipeline.engines.ValidationHandler" in targets and "ValidationHandler" not in targets
 
 
 def _handler(validator):

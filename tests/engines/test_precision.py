@@ -6,7 +6,8 @@ from monai.data import MetaTensor
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
 import pipeline.engines.precision as prec
-from pipeline.engines import AutocastInferer, resolve_device, resolve_precision
+from pipeline.engines import AutocastInferer, resolve_precision
+from pipeline.planning.machine import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.networks import UNet
 

@@ -16,15 +16,17 @@ from pipeline.engines import (
     epoch_checkpoints,
     resume_checkpoint,
     resume_loader,
-    save_model_config,
+    save_run_files,
     training_state,
 )
 from pipeline.errors import PipelineError
 
 MODEL_CONFIG = {
     "network": {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3},
-    "spatial_dims": 2, "in_channels": 1, "out_channels": 2, "data": {"hu_window": [-100, 240]},
+    "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
 }
+PLAN = {"target_spacing": [1.0, 1.0], "patch_size": [8, 8], "strides": [[2, 2]], "batch_size": 2, "num_workers": 0,
+        "intensity": {"mode": "window", "hu_window": [-100, 240]}}
 
 
 def _trainer(epochs: int) -> SupervisedTrainer:
@@ -54,7 +56,7 @@ def _train(ckpt_dir, epochs, stop_after=None, resume=False):
     if resume:
         resume_loader(trainer, _state(trainer, save_dir), save_dir, MODEL_CONFIG)
     else:
-        save_model_config(save_dir, MODEL_CONFIG)
+        save_run_files(save_dir, MODEL_CONFIG, PLAN)
     EpochCheckpointSaver(save_dir, _state(trainer, save_dir)).attach(trainer)
     if stop_after:
         trainer.add_event_handler(Events.EPOCH_COMPLETED,
@@ -119,9 +121,10 @@ def test_resume_refuses_another_network_or_data_fragment(tmp_path):
     other_net = {**MODEL_CONFIG, "network": {**MODEL_CONFIG["network"], "out_channels": 3}}
     with pytest.raises(PipelineError, match="trained with network.out_channels = 2"):
         resume_checkpoint(tmp_path, other_net, epochs=3)
-    other_data = {**MODEL_CONFIG, "data": {"hu_window": [-1000, 1000]}}
-    with pytest.raises(PipelineError, match="data.hu_window"):
-        resume_checkpoint(tmp_path, other_data, epochs=3)
+    other_plan = {**PLAN, "intensity": {"mode": "window", "hu_window": [-1000, 1000]}}
+    with pytest.raises(PipelineError, match=r"plan.json: the checkpoint was trained with intensity.hu_window"):
+        resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=3, plan=other_plan)
+    resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=1, plan={**PLAN, "patch_size": [16, 16]})  # windows may differ
 
 
 def test_resume_refuses_other_epochs_and_other_epoch_length_and_a_foreign_model_config(tmp_path):
@@ -131,7 +134,7 @@ def test_resume_refuses_other_epochs_and_other_epoch_length_and_a_foreign_model_
             resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=epochs)
     with pytest.raises(PipelineError, match="its epochs had 3 iterations, this run's have 5"):
         resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=2, epoch_length=5)
-    save_model_config(tmp_path, {**MODEL_CONFIG, "data": {"hu_window": [0, 1]}})  # a later run started here
+    save_run_files(tmp_path, {**MODEL_CONFIG, "out_channels": 4}, PLAN)  # a later run started here
     with pytest.raises(PipelineError, match="written by another run"):
         resume_checkpoint(tmp_path, MODEL_CONFIG, epochs=3)
 
@@ -139,7 +142,7 @@ def test_resume_refuses_other_epochs_and_other_epoch_length_and_a_foreign_model_
 def test_resume_refuses_another_split_or_learning_rate(tmp_path):
     config = {**MODEL_CONFIG, "split": {"val_fraction": 0.2, "num_folds": 0, "fold": 0, "seed": 0}}
     trainer = _trainer(2)
-    save_model_config(tmp_path, config)
+    save_run_files(tmp_path, config, PLAN)
     EpochCheckpointSaver(tmp_path, _state(trainer, tmp_path)).attach(trainer)
     trainer.run()
     resume_checkpoint(tmp_path, {**config, "split": {k: str(v) for k, v in config["split"].items()}}, epochs=2)

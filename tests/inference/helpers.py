@@ -9,35 +9,16 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 
-from pipeline.engines import network_config, save_model_config
+from pipeline.engines import register_network
 from pipeline.networks import AttentionUNet, UNet
 from tests.bundles_util import REPO
-
-CT_STATE = {"target_spacing": [4.0, 4.0, 6.0], "hu_window": [-175, 250], "intensity_mode": "window",
-            "ct_stats": None, "keep_largest_component": False}
-SPLIT = {"val_fraction": 0.2, "num_folds": 0, "fold": 0, "seed": 0}
-
+from tests.checkpoints import write_checkpoint  # noqa: F401 - re-exported for the inference tests
 
 def ct_network(kind: str = "attn", seed: int = 0) -> torch.nn.Module:
     """A 3-class 3D network of width 4 (the CT bundle's layout, deep supervision on, as trained)."""
     torch.manual_seed(seed)
     cls = AttentionUNet if kind == "attn" else UNet
     return cls(3, 1, 3, preset="standard", base_width=4, strides=[[2, 2, 1]], deep_supervision=True).eval()
-
-
-def write_checkpoint(folder: Path, net: torch.nn.Module, spatial_dims: int = 3, data: dict | None = None,
-                     patch_size: list[int] | None = None) -> Path:
-    """``model.pt`` (state dict) and ``model_config.json`` as training writes them, in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), folder / "model.pt")
-    ct = spatial_dims == 3
-    save_model_config(folder, {
-        "network": network_config(net), "spatial_dims": spatial_dims, "in_channels": 1, "out_channels": 3,
-        "class_names": ["pancreas", "tumour"] if ct else ["ellipse", "rectangle"],
-        "patch_size": patch_size or ([32, 32, 16] if ct else [64, 64]), "pred_ext": ".nii.gz" if ct else ".png",
-        "split": SPLIT, "data": CT_STATE if data is None and ct else (data or {}),
-    })
-    return folder
 
 
 def parser_for(bundle: str, **overrides: Any) -> ConfigParser:
@@ -62,6 +43,7 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+@register_network
 class ThresholdNet(torch.nn.Module):
     """A stand-in "network" whose class 1 is where the (windowed) input exceeds ``level``, so that a test can tell
     where a prediction lands: class 1 must cover the bright voxels of the input wherever the scan's grid points."""

@@ -2,8 +2,6 @@
 written, and leaves an existing output folder exactly as it was. In this process (the error the one-line hook
 prints), plus the ``predict`` alias end to end as a user runs it (slow: child processes)."""
 import shutil
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -11,9 +9,8 @@ import pytest
 import torch
 
 from pipeline.errors import _find_pipeline_error
-from tests.bundles_util import REPO, assert_ok, assert_one_line_error
+
 from tests.inference.helpers import (
-    CT_STATE,
     ct_like_volume,
     ct_network,
     oblique_affine,
@@ -140,9 +137,9 @@ def test_corrupt_or_missing_checkpoint_file(setup, out, tmp_path):
 
 def test_ensemble_of_checkpoints_trained_on_differently_prepared_data(setup, out, tmp_path):
     root, _, _, ckpt = setup
-    other = write_checkpoint(tmp_path / "other", ct_network(seed=1), data={**CT_STATE, "target_spacing": [2, 2, 3]})
+    other = write_checkpoint(tmp_path / "other", ct_network(seed=1), target_spacing=[2, 2, 3])
     line = _refused(out, input=root / "good", ckpt_dir=[str(ckpt), str(other)])
-    assert f"{other / 'model_config.json'}: data = " in line and "must take the same data" in line
+    assert f"{other / 'plan.json'}: target_spacing = " in line and "must take the same data" in line
 
 
 def test_series_uid_the_folder_does_not_hold(setup, out, tmp_path):
@@ -152,26 +149,3 @@ def test_series_uid_the_folder_does_not_hold(setup, out, tmp_path):
     write_dicom_series(tmp_path / "dicom", hu[:, :, :3], affine, "1.2.826.0.1.3680043.8.498.7")
     line = _refused(out, input=tmp_path / "dicom", ckpt_dir=ckpt, series_uid="1.2.3")
     assert "no DICOM series with SeriesInstanceUID 1.2.3" in line and "1.2.826.0.1.3680043.8.498.7" in line
-
-
-def _predict(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", "predict", *args], capture_output=True, timeout=300,
-                          cwd=REPO, encoding="utf-8", errors="replace")  # progress bars are not ASCII
-
-
-@pytest.mark.slow
-def test_predict_alias_runs_the_bundle_and_fails_with_one_line(setup, out, tmp_path):
-    root, hu, affine, ckpt = setup
-    broken = tmp_path / "broken"
-    shutil.copytree(ckpt, broken)
-    (broken / "model.pt").write_bytes(b"not a checkpoint")
-    proc = _predict("-i", str(root / "good"), "-o", str(out), "--ckpt", str(broken))
-    assert_one_line_error(proc, str(broken / "model.pt"), "unreadable checkpoint")
-    assert sorted(p.name for p in out.rglob("*")) == ["earlier_seg.nii.gz", "predictions"]
-
-    proc = _predict("-i", str(root / "good" / "scan.nii.gz"), "-o", str(tmp_path / "new"), "--ckpt",
-                    str(ckpt / "model.pt"), "--tta", "--device", "cpu")
-    assert_ok(proc)
-    assert "monai.bundle run" in proc.stdout and "case 1/1 scan.nii.gz" in proc.stdout + proc.stderr
-    pred = nib.load(tmp_path / "new" / "scan_seg.nii.gz")
-    assert pred.shape == hu.shape and np.allclose(pred.affine, affine, atol=1e-5)

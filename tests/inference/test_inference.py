@@ -194,17 +194,20 @@ def test_mirroring_inferer_averages_the_softmax_of_every_mirroring_around_a_slid
 @pytest.mark.parametrize("bundle_name, overrides, flips", [
     ("unet", {}, 4),  # tta auto: the shapes recipe flips both axes
     ("unet", {"tta": "false"}, None),
-    ("unet", {"data#augmentation#0#prob": 0.0}, 2),  # auto: only the axis training still flips
+    ("unet", {"augmentation#0#prob": 0.0}, 2),  # auto: only the axis training still flips
     ("attn_unet", {"patch_size": [32, 32, 16]}, None),  # auto: the CT recipe never flips
     ("attn_unet", {"patch_size": [32, 32, 16], "tta": True}, 8),
     ("attn_unet", {"patch_size": [32, 32, 16], "tta": True, "tta_axes": [0, 1]}, 4),
 ])
 def test_evaluate_json_validates_through_flip_tta_when_asked(bundle_name, overrides, flips):
-    from pipeline.study.bundle_run import bundle_parser
+    from monai.bundle import ConfigParser
+
     from tests.bundles_util import REPO
 
-    files = [REPO / f"bundles/{bundle_name}/train.json", REPO / f"bundles/{bundle_name}/evaluate.json"]
-    inferer = bundle_parser(files, overrides).get_parsed_content("validate#inferer").inferer
+    parser = ConfigParser()
+    parser.read_config([str(REPO / f"bundles/{bundle_name}/train.json"), str(REPO / f"bundles/{bundle_name}/evaluate.json")])
+    parser.update(overrides)
+    inferer = parser.get_parsed_content("validate#inferer").inferer
     if flips is None:
         assert not isinstance(inferer, MirroringInferer)
     else:
@@ -284,20 +287,21 @@ def test_switches_given_as_false_on_the_command_line_are_off(tmp_path):
     assert "--tta 'maybe' is not a switch" in str(err.value.__cause__)
 
 
-def test_predict_picks_the_inference_json_of_the_checkpoints_data(tmp_path):
+def test_predict_adds_the_data_fragment_of_the_checkpoints_data(tmp_path):
     import argparse
 
-    from pipeline.inference.cli import bundle_command
+    from pipeline.apps.predict import bundle_command
     from pipeline.networks import UNet
 
     two_d = write_checkpoint(tmp_path / "2d", UNet(2, 1, 3, preset="standard", base_width=4), spatial_dims=2)
     three_d = write_checkpoint(tmp_path / "3d", ct_network())
-    for ckpt, bundle in ((two_d, "unet"), (three_d / "model.pt", "attn_unet"), (None, "attn_unet")):
+    ct, shapes = "configs/data/pancreas_ct.json", "configs/data/shapes2d.json"
+    for ckpt, configs in ((two_d, [shapes]), (three_d / "model.pt", [ct]), (None, [])):
         args = argparse.Namespace(input=str(tmp_path), output=str(tmp_path / "out"), bundle=None,
                                   ckpt=[str(ckpt)] if ckpt else None, tta=False, save_probabilities=False,
                                   save_attention=False, series_uid=None, device=None)
         cmd = bundle_command(args)
-        assert cmd[cmd.index("--config_file") + 1] == repr([f"bundles/{bundle}/inference.json"])
+        assert cmd[cmd.index("--config_file") + 1] == repr(["bundles/attn_unet/inference.json", *configs])
 
 
 def test_a_scan_thinner_than_the_mirror_border_is_segmented(scans, tmp_path):

@@ -1,15 +1,12 @@
 import importlib
-import json
 
-import nibabel as nib
-import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
 from pipeline.errors import PipelineError
-from pipeline.transforms import CTIntensityd, foreground_statistics
+from pipeline.transforms import CTIntensityd
 from tests.bundles_util import REPO
 
 
@@ -23,46 +20,23 @@ def test_ct_window_scales_hounsfield_units():
         CTIntensityd("image", mode="minmax")
 
 
-def test_nnunet_ct_normalisation_statistics_stored_and_reused(tmp_path):
-    rng = np.random.default_rng(0)
-    cases = []
-    for i in range(2):
-        img = rng.normal(40, 10, (16, 16, 8)).astype(np.float32)
-        img[:4] = -1000
-        lab = np.zeros((16, 16, 8), np.uint8)
-        lab[6:10, 6:10] = 1
-        ip, lp = tmp_path / f"img{i}.nii.gz", tmp_path / f"lab{i}.nii.gz"
-        nib.save(nib.Nifti1Image(img, np.eye(4)), ip)
-        nib.save(nib.Nifti1Image(lab, np.eye(4)), lp)
-        cases.append({"image": str(ip), "label": str(lp)})
-    cache = tmp_path / "ckpt" / "ct_stats.json"
-    stats = foreground_statistics(cases, cache)
-    assert 35 < stats["mean"] < 45 and 7 < stats["std"] < 13 and stats["p00_5"] < stats["p99_5"]
-    stored = json.loads(cache.read_text())
-    assert stored["statistics"] == stats and len(stored["cases"]) == 2
-    # reused, not recomputed: a stored value that no recompute could give comes back as it is
-    stored["statistics"]["mean"] = 12345.0
-    cache.write_text(json.dumps(stored))
-    assert foreground_statistics(cases, cache)["mean"] == 12345.0
-    assert foreground_statistics(None, cache)["mean"] == 12345.0  # inference: no cases, the stored values
-    assert foreground_statistics(cases[:1], cache)["mean"] == pytest.approx(40, abs=5)  # other cases: recomputed
+def test_nnunet_ct_normalisation_clips_to_the_planned_percentiles_and_z_scores():
+    stats = {"p00_5": -50.0, "p99_5": 150.0, "mean": 40.0, "std": 10.0}  # a plan's intensity.zscore
     out = CTIntensityd("image", mode="zscore", stats=stats)(
         {"image": torch.tensor([[-1000.0, stats["mean"]]])})["image"]
     assert out[0, 1].abs() < 1e-5  # the mean maps to 0
     assert out[0, 0] == pytest.approx((stats["p00_5"] - stats["mean"]) / stats["std"], rel=1e-4)  # clipped first
     with pytest.raises(PipelineError, match="zscore"):
         CTIntensityd("image", mode="zscore")
-    with pytest.raises(PipelineError, match="not found"):
-        foreground_statistics(None, tmp_path / "elsewhere.json")
 
 
 def _fragment_postprocess(name, **overrides):
-    importlib.import_module("pipeline.engines")  # the bundles import it for their fragments (configs/engine/*.json)
+    importlib.import_module("pipeline.engines")  # the fragment's expressions call it
 
     parser = ConfigParser(globals={"monai": "monai", "torch": "torch", "numpy": "numpy", "pipeline": "pipeline"})
     parser.read_config(str(REPO / "configs/data" / f"{name}.json"))
-    parser.update(overrides)
-    return Compose(parser.get_parsed_content("data#postprocess"))
+    parser.update({"plan": {}, **overrides})  # a fresh plan: no post-processing chosen yet
+    return Compose(parser.get_parsed_content("postprocess"))
 
 
 def test_ct_postprocess_keeps_the_largest_pancreas_and_tumour_component():

@@ -66,7 +66,7 @@ def test_two_gloo_processes_both_step_and_write_one_set_of_outputs(ddp_run):
         assert re.search(rf"\[default{r}\]:.*SupervisedTrainer - INFO - Epoch\[2\] Complete", log)
         assert re.search(rf"\[default{r}\]:.*SupervisedEvaluator - INFO - Epoch\[2\] Complete", log)
     assert sorted(p.name for p in (out / "models").iterdir()) == ["checkpoint_epoch=2.pt", "model.pt",
-                                                                  "model_config.json"]
+                                                                  "model_config.json", "plan.json"]
     events = list((out / "runs").glob("events.out.tfevents.*"))
     assert events and len({f.name.split(".")[4] for f in events}) == 1  # one writing process (pid in the name)
     assert [p.name for p in (out / "runs").glob("*.png")] == ["val_panel.png"]
@@ -147,7 +147,7 @@ def test_two_nodes_with_a_c10d_rendezvous_train_one_epoch(tmp_path):
         assert f"distributed: 2 processes (gloo), rank {r} on cpu, 1 per node" in joined
     assert joined.count("SupervisedTrainer - INFO - Epoch[1] Complete") == 2  # each node's process trained
     assert sorted(p.name for p in (out / "models").iterdir()) == ["checkpoint_epoch=1.pt", "model.pt",
-                                                                  "model_config.json"]
+                                                                  "model_config.json", "plan.json"]
     assert (out / "plan.json").is_file()
 
 

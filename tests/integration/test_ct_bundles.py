@@ -174,11 +174,11 @@ def test_ct_training_chain_gives_one_dtype_per_key_with_worker_processes(phantom
         tagging(cls)
     parser = ConfigParser()
     parser.read_config([str(REPO / "bundles/attn_unet/train.json")])
-    parser.resolve_macro_and_relative_ids()  # expand the data fragment so that one of its values can be changed
-    one_of = next(i for i, t in enumerate(parser["data"]["augmentation"]) if t.get("_target_") == "OneOf")
+    one_of = next(i for i, t in enumerate(parser["augmentation"]) if t.get("_target_") == "OneOf")
     parser.update({"dataset_dir": str(phantoms / "data"), "bundle_root": str(phantoms / "chain"),
                    "patch_size": [32, 32, 16], "target_spacing": [4, 4, 6], "num_samples": 4,
-                   f"data#augmentation#{one_of}#weights": [1, 1, 1]})  # every OneOf branch equally likely
+                   f"augmentation#{one_of}#weights": [1, 1, 1]})  # every OneOf branch equally likely
+    parser.get_parsed_content("prepare").run()  # the initialize step's planning
     dataset = parser.get_parsed_content("train#dataset")
     loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2,
                         generator=torch.Generator().manual_seed(0))
@@ -229,26 +229,3 @@ def test_non_finite_loss_stops_training_and_keeps_the_best_checkpoint(phantoms, 
     assert not any("Epoch[2] Metrics -- val_" in ln for ln in proc.stdout.splitlines())  # no validation of NaN weights
     weights = torch.load(root / "models" / "model.pt", weights_only=True)  # the epoch-1 checkpoint, intact
     assert all(torch.isfinite(v).all() for v in weights.values())
-
-
-def test_ct_validation_window_overlap_is_cheaper_than_evaluation_and_inference():
-    """Training validates with a quarter-patch overlap (12 validations inside the time budget); evaluate.json and
-    inference.json score with half a patch, nnU-Net's overlap (benchmarks/results/ct_eval_options.md), and each
-    stays overridable by its key."""
-    from monai.bundle import ConfigParser
-
-    def overlap(files, key, **overrides):
-        parser = ConfigParser()
-        parser.read_config([str(REPO / f) for f in files])
-        parser.update({"patch_size": [32, 32, 16], **overrides})
-        inferer = parser.get_parsed_content(key)
-        while not hasattr(inferer, "overlap"):  # AutocastInferer -> the sliding window it wraps
-            inferer = inferer.inferer
-        return inferer.overlap
-
-    evaluate = ATTN + ["bundles/attn_unet/evaluate.json"]
-    assert overlap(ATTN, "val_inferer") == 0.25
-    assert overlap(evaluate, "val_inferer") == 0.5
-    assert overlap(["bundles/attn_unet/inference.json"], "infer#inferer") == 0.5
-    assert overlap(ATTN, "val_inferer", val_sw_overlap=0.5) == 0.5
-    assert overlap(evaluate, "val_inferer", sw_overlap=0.75) == 0.75
