@@ -7,7 +7,7 @@
 #  - `--dev` adds the test dependencies.
 #  - pip is told not to byte-compile what it installs (--no-compile): it would compile all of torch, scipy,
 #    sympy, ... (about 13,000 files) while a run imports a fraction of them, which Python compiles and caches at
-#    first import (set-up + first import 73 s instead of 100 s, benchmarks/results/setup_time.md). Not where
+#    first import (faster set-up plus first import: the setup_time result in docs/benchmarks.md). Not where
 #    PYTHONDONTWRITEBYTECODE is set: Python then caches nothing and every start would compile again.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -35,6 +35,7 @@ class _BrokenCase(Dataset):
         raise PipelineError("/data/case_7.nii.gz: image holds 3 NaN and 0 Inf voxels")
 
 
+@pytest.mark.slow  # DataLoader worker processes
 def test_error_from_a_dataloader_worker_comes_back_as_its_one_line():
     with pytest.raises(Exception) as info:
         list(DataLoader(_BrokenCase(), num_workers=1))

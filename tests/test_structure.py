@@ -196,3 +196,15 @@ def test_the_library_does_not_import_the_applications():
         if edge.target == APPS or edge.target.startswith(APPS + ".")
     ]
     assert not offending, "the library imports pipeline.apps:\n    " + "\n    ".join(offending)
+
+
+def test_the_readme_is_short_and_its_prose_lines_fit_120_characters():
+    lines = (PACKAGE_DIR.parent / "README.md").read_text().splitlines()
+    assert len(lines) <= 150
+    in_code, long = False, []
+    for number, line in enumerate(lines, 1):
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and not line.startswith("|") and len(line) > 120:
+            long.append(number)
+    assert not long, f"README.md lines over 120 characters: {long}"

@@ -17,24 +17,10 @@ from ignite.engine import Engine, Events
 from monai.data.utils import set_rnd
 from monai.utils import set_determinism
 
+from pipeline.config import flag
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "none", "")
-
-
-def flag(value: bool | str | int | None, key: str) -> bool:
-    """A bundle switch given as ``true``/``false`` on the command line (a string there) or as a JSON bool."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if value is not None else ""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise PipelineError(f"--{key} {value!r} is not a switch: use true or false")
-
 
 def seed_run(seed: int, deterministic: bool | str = False) -> None:
     """Seed torch, numpy and Python (MONAI's set_determinism, which also fixes cuDNN's algorithm choice); with
@@ -94,4 +80,4 @@ class EpochSeeder:
             engine.set_data(loader)
 
 
-__all__ = ["EpochSeeder", "epoch_seed", "flag", "seed_run"]
+__all__ = ["EpochSeeder", "epoch_seed", "seed_run"]

@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EMAHandler
 
-from pipeline.engines.determinism import flag
+from pipeline.config import flag
 from pipeline.engines.distributed import unwrap
 from pipeline.errors import PipelineError
 

@@ -8,16 +8,14 @@
   step of the cached part, and the random transforms run there, in a ``ThreadDataLoader`` thread beside the
   training loop (no worker processes, no host-to-device copy per batch). Random spatial transforms that take a
   ``device`` argument get the training device through the bundle's ``augment_device`` key.
-- ``auto`` (default): ``device`` on CUDA, where a GPU step is short enough that CPU workers cannot keep up (on one
-  H200 the data wait was 44.9 % of the iteration time with 8 worker processes and 19.8 % on the device,
-  ``benchmarks/results/gpu_recipe.md``);
-  ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions
-  (``benchmarks/results/loader_threads.md``: 1.06x slower on 2 cores than the default, both without metadata).
+- ``auto`` (default): ``device`` on CUDA, where a GPU step is short enough that CPU workers cannot keep up;
+  ``workers`` on a CPU, where a thread beside the step takes cores from the convolutions (both measured:
+  docs/decisions.md, docs/benchmarks.md).
 
 Metadata: the random part runs with MONAI's metadata tracking off (``TrainingCompose(track_meta=False)``), as MONAI's
 fast-training tutorial does: a training batch needs only the arrays, and the ``MetaTensor`` bookkeeping (affine and
-history updates in every transform, collating the metadata dicts) made the shapes' training 1.07-1.13x slower
-(``benchmarks/results/loader_threads.md``) and a batch 1.4-1.5x slower to make (``batch_making.md`` there).
+history updates in every transform, collating the metadata dicts) made training and batch making measurably
+slower (docs/decisions.md).
 MONAI's switch (``set_track_meta``) is process-wide, not per thread, so it is off only while one sample's random
 transforms run, under ``METADATA_LOCK``. In ``device`` mode those run in the loader thread beside the main thread,
 where validation, inversion and saving need the metadata: the bundles' ``ValidationHandler`` (this module's,

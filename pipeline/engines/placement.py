@@ -1,13 +1,11 @@
 """Where a network's weights live: its device and, for 3D networks on a CPU, its memory format.
 
 PyTorch's CPU convolution leaves oneDNN for a slow fallback when a contiguous (NCDHW) 3D convolution with few
-channels is differentiated: on a 2-core AVX512-BF16 CPU the backward pass of an 8 -> 8 channel 3x3x3 convolution
-on 4 x 64 x 64 x 32 voxels took seconds instead of ~0.12 s in channels-last-3d (NDHWC) memory, in bfloat16 and
-float32 alike. From 16 channels on, contiguous is as fast or faster (the width-16 CT network's train step is 1.15x
-slower in channels-last-3d). ``memory_format="auto"`` therefore picks channels-last-3d on a CPU for a 3D network
+channels is differentiated, in bfloat16 and float32 alike; in channels-last-3d (NDHWC) memory it stays in oneDNN.
+From 16 channels on, contiguous is as fast or faster. ``memory_format="auto"`` therefore picks channels-last-3d on a CPU for a 3D network
 with a spatial convolution narrower than 16 channels, and the contiguous format everywhere else; the weights'
 format carries the activations along (oneDNN answers a channels-last weight with channels-last outputs).
-``benchmarks/ct_step_layout.py`` measures both formats for both widths.
+``python -m benchmarks run ct_step_layout`` measures both formats for both widths (docs/benchmarks.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Mixed precision in one place: which autocast mode a run uses, and an inferer wrapper that applies it.
 
 MONAI's SupervisedTrainer/SupervisedEvaluator autocast only on CUDA (``amp=True``). CPUs that run bfloat16
-natively (AVX512-BF16, AMX) train 3D convolutions ~2.7x faster under ``torch.autocast("cpu", torch.bfloat16)``,
+natively (AVX512-BF16, AMX) train 3D convolutions several times faster under ``torch.autocast("cpu",
+torch.bfloat16)`` (docs/benchmarks.md),
 so the autocast here is applied by ``AutocastInferer`` around the network call, on any device; on CUDA with
 float16 the trainer's own ``amp=True`` adds the gradient scaler (``Precision.grad_scaling``).
 """

@@ -2,7 +2,7 @@
 
 ignite's ``BasicTimeProfiler`` measures the time to fetch each batch (dataflow) and to process it (the train step);
 it lacks a one-argument ``attach`` for MONAI handler lists and a one-line verdict. The share tells whether the
-loaders keep up with the network (on a GPU, a share above ~10 % means the network waits).
+loaders keep up with the network (a large share means the network waits for its batches).
 """
 from __future__ import annotations
 

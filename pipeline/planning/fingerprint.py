@@ -2,8 +2,8 @@
 
 A lean pass of our own rather than MONAI's Auto3DSeg ``DataAnalyzer``: the analyser runs every case through a
 float32 transform chain and computes per-label shape and intensity statistics the plan does not use, yet not the
-body extent the target spacing and patch depend on (20.5 s on 6 full-size phantoms on a 2-core CPU, same
-median spacing and shape; 2.3 s here, 5.5 s for the 24 default phantoms). Each case is read once with nibabel
+body extent the target spacing and patch depend on, and it is several times slower for the same median spacing
+and shape. Each case is read once with nibabel
 (MONAI's ``LoadImage`` for other formats), never resampled: spacing, shape and body extent are measured along
 the stored axes and permuted into RAS order with the affine's orientation, as ``Orientationd("RAS")`` in the
 bundles. The body is the voxels above -500 HU for CT (dataset.json ``modality`` "CT", or HU-like values when

@@ -4,17 +4,14 @@ The rules, in the order they are applied (d = spatial dims; "body" = the median 
 
 1. Voxel budget per patch and batch size. CPU: the measured recipes, 64x64x32 = 131,072 voxels with batch 2 in 3D
    (262,144 voxels per step) and 128x128 with batch 8 in 2D (a 2D image costs the same per image at batch 4-16 on
-   a CPU, so batch 8 gives twice the updates of 16 for the same time: test IoU 0.964 / 0.9495 on seeds 0 / 1
-   against 0.948 / 0.959, ``benchmarks/results/shapes_recipes``). GPU: a crop of at most 2**18 voxels in 3D
-   (twice the CPU crop; on the pancreas phantoms this plans 1.48 x 1.48 x 2.96 mm, where the labels keep Dice
-   0.93-0.94 through resampling, so the spacing does not cap the 0.85 aim; a larger crop buys resolution the
-   model cannot use in a short run and costs steps), with batch 4 (x ``num_samples`` crops per case, 2 in the
-   bundles); smaller where half the GPU memory at 1,200 bytes per voxel per crop holds less (the attention U-Net
-   at base width 16 saves 746 B/voxel of activations for the backward pass under 16-bit autocast, which
-   ``amp=auto`` picks on CUDA, 1,242 B in float32, measured on a CPU; x1.6 is an allowance for the backward
-   peak). On an H200 a whole float16 train step of 8 crops of 80x80x40 peaked at 1.64 GiB allocated at width 16
-   (858 B per voxel, weights and optimizer included) and 0.96 GiB at width 8 (502 B): 1,200 B is a 1.4x margin
-   at width 16 (``benchmarks/results/gpu_recipe.md``).
+   a CPU, so batch 8 gives twice the updates of 16 for the same time; recipe ``ds_bs8`` of the shapes recipes,
+   docs/benchmarks.md). GPU: a crop of at most 2**18 voxels in 3D
+   (twice the CPU crop; on the pancreas phantoms the labels keep nearly all their Dice through resampling to the
+   grid this plans, and a larger crop buys resolution the model cannot use in a short run and costs steps), with
+   batch 4 (x ``num_samples`` crops per case, 2 in the
+   bundles); smaller where half the GPU memory at 1,200 bytes per voxel per crop holds less (the activations the
+   attention U-Net at base width 16 keeps for the backward pass, with an allowance for its peak; the margin over a
+   measured H200 train step is in the gpu_recipe result, docs/benchmarks.md).
 2. Target spacing: nnU-Net's median spacing, unless the body at that spacing needs more than 2**d patches (more
    than two patches along each axis on average); then, in the manner of nnU-Net's 3d_lowres, the axes finer than
    half the coarsest are raised towards that first, then all axes together, until the body fits 2**d patches.
