@@ -42,6 +42,12 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               "scores, data wait, DDP over nccl", "about 9 min on one GPU (--deadline)"),
     Benchmark("phantom_realism", "the CT phantom generator: HU per tissue against published ranges, generation "
               "time, best single-threshold Dice; the montage in docs/img", "about 2 min on 2 CPU cores"),
+    Benchmark("trust", "hostile checkpoint folders (code run, tracebacks) and fuzzed NIfTI/DICOM inputs through "
+              "check-data, training loading and inference (tracebacks, hangs, modified inputs)",
+              "about 5-10 min on 2 CPU cores (--cli adds the real commands: about 15 s per folder)"),
+    Benchmark("preemption", "SIGTERM during training: seconds to exit, epochs lost, resumed weights against an "
+              "uninterrupted run; injected write failures (previous file loads), a full tmpfs, a second run into "
+              "a live run's folder, the per-iteration gloo all-reduce", "about 3-5 min on 2 CPU cores"),
 )}
 
 

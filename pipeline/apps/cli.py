@@ -150,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 run_study(args.out, quick=args.quick, work=args.work, parts=tuple(args.parts), dry_run=args.dry_run,
                           keep_checkpoints=args.keep_checkpoints)
-            except KeyboardInterrupt:
-                print("interrupted: the finished runs are in runs.csv; rerun the same command to resume",
-                      file=sys.stderr)
-                return 130
+            except KeyboardInterrupt as e:
+                print("interrupted: the finished runs are in runs.csv; rerun the same command to resume (the run "
+                      "that was training starts again)", file=sys.stderr)
+                return 128 + getattr(e, "signum", 2)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

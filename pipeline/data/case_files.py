@@ -84,6 +84,44 @@ def _gzip_cause(path: Path) -> str | None:
     return None
 
 
+MAX_VOXELS = 2**31  # per image (8 GiB as float32): beyond it a header is damaged or the image is not a scan
+VOXEL_SIZE_MM = (1e-3, 1e4)  # a voxel size outside this range is a damaged header (pixdim, qform or sform)
+
+
+def _nifti_header_problem(img: Any) -> str | None:
+    """What makes a NIfTI header unusable although nibabel opens it: empty or absurd dims, a voxel type that is not
+    a real number, a non-finite or degenerate affine (pixdim, qform, sform), non-finite scl_slope / scl_inter."""
+    shape = tuple(int(s) for s in img.shape)
+    if not shape or min(shape) < 1:
+        return f"dims {shape}: every axis needs at least one voxel"
+    if len(shape) > 4:
+        return f"dims {shape}: more than 4 axes (x, y, z and one channel or time axis) do not load as an image"
+    if int(np.prod(shape, dtype=np.float64)) > MAX_VOXELS:
+        return f"dims {shape}: more than {MAX_VOXELS:,} voxels"
+    dtype = img.get_data_dtype()
+    if dtype.fields or dtype.kind not in "biuf":
+        return f"voxel type {dtype} (datatype {int(img.header['datatype'])}) is not a real number type"
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        return "affine (pixdim / qform / sform) holds NaN or infinite values"
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    if not ((sizes >= VOXEL_SIZE_MM[0]) & (sizes <= VOXEL_SIZE_MM[1])).all():
+        return f"voxel size {_fmt(sizes)} mm outside {VOXEL_SIZE_MM[0]:g}..{VOXEL_SIZE_MM[1]:g} (pixdim / qform / sform)"
+    pixdim = np.abs(np.asarray(img.header["pixdim"][1:4], dtype=np.float64))
+    used = [i for i in range(min(3, len(shape))) if shape[i] > 1]
+    if not np.isfinite(pixdim).all() or any(not VOXEL_SIZE_MM[0] <= pixdim[i] <= VOXEL_SIZE_MM[1] for i in used):
+        return f"pixdim {_fmt(pixdim)} is not a voxel size in mm (damaged header)"
+    if int(img.header["qform_code"]) > 0 and not np.isfinite(img.header.get_qform()).all():
+        return "qform holds NaN or infinite values"
+    slope, inter = img.header.get_slope_inter()
+    if any(v is not None and not np.isfinite(v) for v in (slope, inter)):
+        return f"scl_slope {slope} / scl_inter {inter} not finite"
+    offset = getattr(img.dataobj, "offset", 0)
+    if not np.isfinite(float(offset)) or offset < 0:
+        return f"vox_offset {offset} is not a byte offset"
+    return None
+
+
 def _read_header(path: Path) -> ImageHeader:
     """Header of one image file, without reading voxel data; raises _Problem."""
     lower = path.name.lower()
@@ -99,6 +137,12 @@ def _read_header(path: Path) -> ImageHeader:
             if cause is None and "Cannot work out file type" in str(e):
                 cause = "no NIfTI-1/NIfTI-2 header"
             raise _Problem(f"unreadable NIfTI ({cause or short_error(e).replace(str(path), path.name)})") from e
+        try:
+            problem = _nifti_header_problem(img)
+        except Exception as e:  # noqa: BLE001 - nibabel raises many types for a damaged header
+            problem = f"unusable NIfTI header ({short_error(e)})"
+        if problem:
+            raise _Problem(problem)
         problem = _nifti_data_problem(path, img)
         if problem:
             raise _Problem(problem)

@@ -7,7 +7,6 @@ paths must stay inside the data set folder and case ids must be unique. Every pr
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 
 from pipeline.data.case_files import check_case_files
 from pipeline.data.cases import IMAGE_EXTENSIONS, case_id, image_files
-from pipeline.errors import PipelineError, short_error
+from pipeline.errors import PipelineError
+from pipeline.schema import check_schema, int_list, integers, load_json_file
 
 __all__ = ["SPLITS", "DataEntry", "DatasetEntries", "dataset_entries", "read_dataset_json"]
 
@@ -119,19 +119,32 @@ def _resolve(root: Path, value: Any, where: str, source: Path) -> Path:
     raise PipelineError(f"{source}: {where} {value!r} points outside the data set folder {root}")
 
 
+_TEXT = {"type": ["string", "number", "null"], "maxLength": 10_000}
+_NAMES = {"type": "object", "maxProperties": 64, "propertyNames": {"maxLength": 100},
+          "additionalProperties": {"type": "string", "maxLength": 200}}
+#: what dataset.json may hold besides the lists (MSD keys, nnU-Net v2's channel_names / file_ending / label ids);
+#: other keys pass through unread. The lists are checked entry by entry (``_json_entry``).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **{k: _TEXT for k in ("name", "description", "reference", "licence", "license", "release",
+                              "tensorImageSize")},
+        "labels": {"type": "object", "maxProperties": 256, "propertyNames": {"maxLength": 100},
+                   "additionalProperties": {"anyOf": [
+                       {"type": "string", "maxLength": 200}, integers(0, 255), int_list(0, 255, 1, 255)]}},
+        "modality": _NAMES, "channel_names": _NAMES,
+        "numTraining": integers(0, 10**7), "numTest": integers(0, 10**7),
+        "file_ending": {"type": "string", "maxLength": 20},
+        **{k: {"type": "array", "maxItems": 10**6} for k in SPLITS},
+    },
+}
+
+
 def _read_json(path: Path) -> dict:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise PipelineError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise PipelineError(f"{path}: unreadable ({short_error(e)})") from None
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PipelineError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    meta = load_json_file(path, "dataset.json")
     if not isinstance(meta, dict):
         raise PipelineError(f"{path}: top level is a JSON {type(meta).__name__}; expected an object")
+    check_schema({k: v for k, v in meta.items() if k not in SPLITS}, SCHEMA, path)
     return meta
 
 

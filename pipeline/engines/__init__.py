@@ -1,7 +1,8 @@
 """Engine glue: precision selection (bf16 autocast on CPU, AMP on CUDA) around MONAI's trainers and inferers,
 the model_config.json that lets a checkpoint be used without its training data, torch.distributed rank rules,
-per-epoch full checkpoints and resume, seeds and --deterministic, and --tracking mlflow."""
-from pipeline.engines.determinism import EpochSeeder, epoch_seed, flag, seed_run
+per-epoch full checkpoints and resume, one run per folder (a lock), seeds and --deterministic, and --tracking mlflow."""
+from pipeline.config import flag
+from pipeline.engines.determinism import EpochSeeder, epoch_seed, seed_run
 from pipeline.engines.ema import EMAWeights, ema_weights, evaluation_network
 from pipeline.engines.distributed import (
     DistributedCaseMetricsHandler,
@@ -43,8 +44,10 @@ from pipeline.engines.loading import (
 )
 from pipeline.engines.placement import place, resolve_memory_format
 from pipeline.engines.precision import AutocastInferer, Precision, resolve_precision
+from pipeline.engines.lock import FolderLock, lock_folder, release_folder
 from pipeline.engines.resume import (
     BestMetricState,
+    BestModelSaver,
     EpochCheckpointSaver,
     RNGState,
     RunRecord,
@@ -64,6 +67,7 @@ __all__ = [
     "AutocastInferer",
     "batch_loader",
     "BestMetricState",
+    "BestModelSaver",
     "check_model_config",
     "check_resume",
     "distributed_device",
@@ -78,10 +82,12 @@ __all__ = [
     "evaluation_network",
     "finalize_distributed",
     "flag",
+    "FolderLock",
     "gather_objects",
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "lock_folder",
     "METADATA_LOCK",
     "network_config",
     "NETWORKS",
@@ -94,6 +100,7 @@ __all__ = [
     "rank_zero_handlers",
     "read_model_config",
     "register_network",
+    "release_folder",
     "release_ranks",
     "resolve_epoch_length",
     "resolve_memory_format",

@@ -5,7 +5,8 @@ optimizer, LR scheduler, gradient scaler (float16 on CUDA), trainer state, the b
 best-model saver's record, the RNG states and the run's model_config.json; the previous one is deleted only
 after the new one is on disk. ignite's ``Checkpoint`` gathers the state dicts (unwrapping DDP); its DiskSaver
 renames a temporary file but never fsyncs it, so a crash can leave an empty file under the final name:
-``SyncedDiskSaver`` adds the fsyncs. Resuming loads the file with MONAI's ``CheckpointLoader``; ``resume_checkpoint``
+``SyncedDiskSaver`` adds the fsyncs, and keeps the previous file when a write fails (a full disk stops the run
+with one line, ``WriteError``). Resuming loads the file with MONAI's ``CheckpointLoader``; ``resume_checkpoint``
 first refuses, in one line, a folder without a checkpoint, an unreadable (truncated) one, or one trained with
 another network or data fragment. Everything stored is a tensor or a plain type: ``torch.load(weights_only=True)``
 reads it.
@@ -14,21 +15,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from pipeline.engines.model_config import FILENAME as MODEL_CONFIG, check_model_config
+from pipeline.config import flag
+from pipeline.fileio import RecordingWriter, atomic_path
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -48,38 +50,50 @@ def epoch_checkpoints(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # a platform without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SyncedDiskSaver(DiskSaver):
     """ignite's DiskSaver writing through a temporary file that is fsynced before the rename (and the folder after).
 
-    ignite's atomic mode renames without fsync: after a power cut the final name can hold nothing.
+    ignite's atomic mode renames without fsync: after a power cut the final name can hold nothing. A write that
+    fails (a full disk) removes the temporary file, keeps the previous file and raises ``WriteError``, one line.
+    ``filename`` fixes the name every save goes to (the best model's ``model.pt``): the new file then replaces the
+    old one by the rename, and ``remove`` (which ignite's Checkpoint calls before it saves the new best) keeps it,
+    so that a failed save leaves the previous best model in place.
     """
 
+    def __init__(self, dirname: str, filename: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("require_empty", False)
+        super().__init__(dirname, **kwargs)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None and idist.get_rank() == self.save_on_rank:
+            Path(self.dirname, filename).unlink(missing_ok=True)
+
     def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.dirname, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                func(checkpoint, f, **self.kwargs)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would give
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(Path(self.dirname))
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            out = RecordingWriter(f)
+            try:
+                func(checkpoint, out, **self.kwargs)
+            except Exception:
+                if out.error is not None:  # the disk's reason, not torch's stream-position report
+                    raise out.error from None
+                raise
+            f.flush()
+
+
+class BestModelSaver(CheckpointSaver):
+    """MONAI's CheckpointSaver whose best-metric file (``key_metric_filename``, ``model.pt``) is written through
+    ``SyncedDiskSaver``: MONAI's own saver deletes the previous best before it writes the new one, in place, so a
+    full disk or a kill while saving would leave no loadable best model."""
+
+    def __init__(self, save_dir: str, save_dict: dict, **kwargs: Any) -> None:
+        super().__init__(save_dir, save_dict, **kwargs)
+        if self._key_metric_checkpoint is not None:
+            self._key_metric_checkpoint.save_handler = SyncedDiskSaver(
+                save_dir, filename=kwargs.get("key_metric_filename"), create_dir=True)
 
 
 class RNGState:
@@ -206,7 +220,7 @@ class EpochCheckpointSaver:
         for _, path in epoch_checkpoints(self.ckpt_dir):
             if path.name != latest:
                 path.unlink(missing_ok=True)
-        for tmp in self.ckpt_dir.glob(f".{PREFIX}*.tmp"):  # left by a run killed while writing
+        for tmp in self.ckpt_dir.glob(f".tmp-*-{PREFIX}*"):  # left by a run killed while writing
             tmp.unlink(missing_ok=True)
 
 
@@ -312,8 +326,6 @@ def check_resume(resume: bool | str, ckpt_dir: str | Path, epochs: int) -> None:
     """With ``--resume true``, refuse a folder without a readable checkpoint before anything is built or written
     (the ``initialize`` step); ``resume_loader`` checks again with the network, data fragment and epoch length.
     Without it, refuse to overwrite the checkpoint of an interrupted run (``refuse_interrupted``)."""
-    from pipeline.engines.determinism import flag
-
     if flag(resume, "resume"):
         resume_checkpoint(ckpt_dir, None, epochs)
     else:
@@ -334,6 +346,7 @@ def resume_loader(trainer: Engine, state: Mapping[str, Any], ckpt_dir: str | Pat
 
 __all__ = [
     "BestMetricState",
+    "BestModelSaver",
     "EpochCheckpointSaver",
     "PREFIX",
     "RNGState",

@@ -41,6 +41,8 @@ from monai.metrics import (
     get_confusion_matrix,
 )
 
+from pipeline.fileio import atomic_path, write_text_atomic
+
 METRICS = ("dice", "iou", "hd95")
 EXTENDED_METRICS = ("assd", "nsd", "precision", "recall")
 
@@ -119,26 +121,27 @@ def summarise(rows: Sequence[dict[str, float | str]], keys: Sequence[str]) -> di
 
 
 def write_tables(rows: Sequence[dict], summary: dict[str, dict[str, float]], out_dir: str | Path) -> list[Path]:
-    """Write ``metrics_per_case.csv``, ``metrics_summary.csv``, ``metrics_summary.json`` and ``metrics_summary.md``."""
+    """Write ``metrics_per_case.csv``, ``metrics_summary.csv``, ``metrics_summary.json`` and ``metrics_summary.md``,
+    each through a temporary file: a full disk keeps the previous table and stops with one line (``WriteError``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fields = list(rows[0].keys()) if rows else ["case"]
     per_case = out / "metrics_per_case.csv"
-    with per_case.open("w", newline="") as f:
+    with atomic_path(per_case) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     summ = out / "metrics_summary.csv"
-    with summ.open("w", newline="") as f:
+    with atomic_path(summ) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["metric", "mean", "std", "median", "n"])
         for k, s in summary.items():
             w.writerow([k, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['median']:.4f}", s["n"]])
     js = out / "metrics_summary.json"
-    js.write_text(json.dumps({k: {m: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                  for m, v in s.items()} for k, s in summary.items()}, indent=2) + "\n")
+    write_text_atomic(js, json.dumps({k: {m: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                          for m, v in s.items()} for k, s in summary.items()}, indent=2) + "\n")
     md = out / "metrics_summary.md"
-    md.write_text(format_summary(summary) + "\n")
+    write_text_atomic(md, format_summary(summary) + "\n")
     return [per_case, summ, js, md]
 
 

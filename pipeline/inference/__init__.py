@@ -23,6 +23,8 @@ _WHERE = {
     "tta_inferer": "models",
     "load_network": "models",
     "load_networks": "models",
+    "AtomicSaveImaged": "writing",
+    "atomic_writer": "writing",
     "CaseLog": "outputs",
     "ProbabilitiesToLabeld": "outputs",
     "check_outputs": "outputs",

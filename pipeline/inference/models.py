@@ -20,7 +20,7 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
-from pipeline.engines.determinism import flag
+from pipeline.config import flag
 from pipeline.engines.placement import place
 from pipeline.engines.model_config import FILENAME, network_from_config, read_model_config
 from pipeline.errors import PipelineError, short_error
@@ -112,6 +112,23 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def _check_torchscript_archive(path: Path) -> None:
+    """Refuse (one line) a ``.ts`` file that is not a TorchScript archive (a zip holding ``code/``, ``data.pkl``
+    and ``constants.pkl`` under one folder) before TorchScript's loader sees it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise PipelineError(f"{path}: not a TorchScript file (not a zip archive: {short_error(e)})") from None
+    roots = {n.split("/", 1)[0] for n in names}
+    needed = ("data.pkl", "constants.pkl")
+    if len(roots) != 1 or not all(f"{next(iter(roots))}/{n}" in names for n in needed) or not any(
+            n.startswith(f"{next(iter(roots))}/code/") for n in names):
+        raise PipelineError(f"{path}: not a TorchScript file (the zip lacks code/, data.pkl or constants.pkl)")
+
+
 def load_network(ckpt_dir: str | Path, model_file: str = "model.pt", device: str | torch.device = "cpu") -> nn.Module:
     """The network of one checkpoint folder in eval mode on ``device``: ``model_config.json``'s class with the
     weights of ``model_file`` (a state dict), or a TorchScript file (``*.ts``, e.g. from ``ckpt_export``)."""
@@ -119,6 +136,7 @@ def load_network(ckpt_dir: str | Path, model_file: str = "model.pt", device: str
     if not path.is_file():
         raise PipelineError(f"{path}: checkpoint not found (train the bundle first, or set --ckpt_dir/--model_file)")
     if path.suffix == ".ts":
+        _check_torchscript_archive(path)
         try:
             net = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001

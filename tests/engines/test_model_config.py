@@ -28,7 +28,11 @@ from pipeline.networks import FCN, AttentionUNet, UNet
 def test_network_rebuilt_from_the_saved_config_loads_the_same_weights(net, tmp_path):
     torch.manual_seed(0)
     original = net().eval()
-    save_run_files(tmp_path, {"network": network_config(original), "spatial_dims": 0, "out_channels": 0}, PLAN)
+    args = network_config(original)
+    config = {"network": args, "spatial_dims": args["spatial_dims"], "in_channels": 1,
+              "out_channels": args["out_channels"], "class_names": [f"c{i}" for i in range(1, args["out_channels"])],
+              "pred_ext": ".nii.gz"}
+    save_run_files(tmp_path, config, PLAN)
     rebuilt = network_from_config(read_model_config(tmp_path)).eval()
     assert type(rebuilt) is type(original)
     rebuilt.load_state_dict(original.state_dict())  # same parameters, same names
@@ -44,7 +48,7 @@ PLAN = {"target_spacing": [2.0, 2.0, 3.0], "patch_size": [64, 64, 32], "strides"
 
 def _saved(tmp_path):
     config = {"network": {"_target_": "UNet", "spatial_dims": 3}, "spatial_dims": 3, "in_channels": 1,
-              "out_channels": 3}
+              "out_channels": 3, "class_names": ["pancreas", "tumour"], "pred_ext": ".nii.gz"}
     save_run_files(tmp_path, config, PLAN)
     return config
 
@@ -103,8 +107,8 @@ def test_missing_or_broken_model_config_is_one_line(tmp_path):
     with pytest.raises(PipelineError, match="model_config.json not found"):
         read_model_config(tmp_path)
     (tmp_path / "model_config.json").write_text("{not json")
-    with pytest.raises(PipelineError, match="unreadable"):
+    with pytest.raises(PipelineError, match="invalid JSON"):
         read_model_config(tmp_path)
     (tmp_path / "model_config.json").write_text("{}")
-    with pytest.raises(PipelineError, match="missing network"):
+    with pytest.raises(PipelineError, match="model_config.json: network: missing"):
         read_model_config(tmp_path)

@@ -22,8 +22,9 @@ from pipeline.engines import (
 from pipeline.errors import PipelineError
 
 MODEL_CONFIG = {
-    "network": {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3},
-    "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
+    # describes the run (resume compares it); model_config.json names networks from the allow-list only
+    "network": {"_target_": "FCN", "spatial_dims": 2, "in_channels": 1, "out_channels": 2, "base_width": 4},
+    "spatial_dims": 2, "in_channels": 1, "out_channels": 2, "class_names": ["fg"], "pred_ext": ".png",
 }
 PLAN = {"target_spacing": [1.0, 1.0], "patch_size": [8, 8], "strides": [[2, 2]], "batch_size": 2, "num_workers": 0,
         "intensity": {"mode": "window", "hu_window": [-100, 240]}}

@@ -30,12 +30,16 @@ def parser_for(bundle: str, **overrides: Any) -> ConfigParser:
 
 
 def run_inference(bundle: str = "attn_unet", **overrides: Any) -> ConfigParser:
-    """Run the bundle's inference.json in this process (``initialize`` then ``run``, as ``monai.bundle run``)."""
+    """Run the bundle's inference.json in this process (``initialize``, ``run`` and ``finalize``, as ``monai.bundle
+    run``)."""
     overrides.setdefault("progress", False)
     overrides.setdefault("device", "cpu")
     parser = parser_for(bundle, **overrides)
-    parser.get_parsed_content("initialize")
-    parser.get_parsed_content("run")
+    try:
+        parser.get_parsed_content("initialize")
+        parser.get_parsed_content("run")
+    finally:  # releases the pred_dir lock, as the process's exit does after `monai.bundle run`
+        parser.get_parsed_content("finalize")
     return parser
 
 

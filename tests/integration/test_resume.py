@@ -101,7 +101,7 @@ def test_tracking_mlflow_logs_params_metrics_and_the_best_checkpoint_locally(run
     assert [m.step for m in history] == [1, 2, 3]
     logged = float(re.search(r"val_mean_dice: ([0-9.]+)", _val_lines(whole.stdout)[3]).group(1))
     assert history[-1].value == pytest.approx(logged, abs=6e-5)
-    assert {"model.pt", "model_config.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "model_config.json", "plan.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     artifact = next((root / "whole" / "runs" / "mlruns").rglob("model.pt"))
     assert artifact.read_bytes() == (root / "whole" / "models" / "model.pt").read_bytes()
 

@@ -164,7 +164,7 @@ def test_plan_file_round_trips(aniso, tmp_path):
     ('{"patch_size": [64, 64', "invalid JSON at line 1"),
     ("[1, 2]", "top level is a JSON list"),
     ('{"target_spacing": [2, 2, 3], "patch_size": [64, 64, 32], "strides": [[2, 2, 1]], "batch_size": 2}',
-     "no 'num_workers'"),
+     "num_workers: missing"),
     ('{"target_spacing": [2, 2, 3], "patch_size": [64, 64], "strides": [[2, 2, 1]], "batch_size": 2, "num_workers": 0}',
      "target_spacing"),
 ])

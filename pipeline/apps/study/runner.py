@@ -32,6 +32,7 @@ GENERIC_METRICS = ["iou", "dice", "bf1", "hd95", "recall", "overlap_iou", "gap_a
                    "iou_large", "objects_small", "objects_medium", "objects_large"]
 TAIL_COLUMNS = ["finished", "overrides", "files"]
 TOLERANCE_PX = 2.0  # boundary F1 tolerance
+CHILD_GRACE_S = 25.0  # a stopped child gets this long to end before it is killed: inside SLURM's default grace
 OUTPUTS = ("runs.csv", "results.md", "metrics_vs_depth.png", "variants.png")  # and panels_<variant>.png
 VAL_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- .*val_mean_dice: ([-\d.]+)")
 TRAIN_LINE = re.compile(r"Epoch\[(\d+)\] Metrics -- train_loss: ([-\d.eE+]+)")
@@ -206,8 +207,12 @@ def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progr
                           flush=True)
         rc = proc.wait()
     except BaseException:
-        proc.terminate()
-        proc.wait()
+        proc.terminate()  # the child's training stops at the end of its iteration (pipeline.handlers.preemption)
+        try:
+            proc.wait(timeout=CHILD_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         raise
     finally:
         if log:
@@ -219,8 +224,16 @@ def _run_job(job_file: Path, job: dict[str, Any], log_dir: Path, progress: Progr
                             f"runs are kept in {progress.csv_path}, rerun the same command to resume")
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) reached the study: the running child was stopped; ``signum`` gives the exit code."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise StudyInterrupted(signum)
 
 
 def run_study(out: str | Path, quick: bool = False, work: str | Path | None = None,
