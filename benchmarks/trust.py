@@ -369,8 +369,6 @@ def check_hostile_cli(name: str, root: Path, good: Path, image: Path, timeout: f
     out = root / f"{name}.out"
     runs = {}
     for entry, argv in cli_commands(folder, model_file, image, out).items():
-        if entry == "export" and names != "model_config.json":
-            continue  # ckpt_export loads the weights with MONAI's own torch.load(weights_only=True)
         p = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
         runs[entry] = {"rc": p.returncode, "errors": errors, "traceback": "Traceback (most recent call last)" in

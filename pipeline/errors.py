@@ -38,6 +38,21 @@ def _find_pipeline_error(exc: BaseException | None) -> PipelineError | None:
     return None
 
 
+def _refused_pickle(exc: BaseException | None) -> PipelineError | None:
+    """torch.load(weights_only=True) refusing a file (a pickle payload, or not a checkpoint) where a library, not
+    the pipeline, loaded it (e.g. MONAI's ``ckpt_export --ckpt_file``): one line, nothing of it was run."""
+    import pickle
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, pickle.UnpicklingError):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return PipelineError(f"a checkpoint file was refused by torch.load(weights_only=True): {first[:200]}")
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def install_excepthook() -> None:
     """Print a PipelineError that ends the program as one ``error: ...`` line instead of a traceback wall.
 
@@ -50,7 +65,7 @@ def install_excepthook() -> None:
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         import os
 
-        found = _find_pipeline_error(exc)
+        found = _find_pipeline_error(exc) or _refused_pickle(exc)
         if found is None or os.environ.get("PIPELINE_TRACEBACK"):
             previous(exc_type, exc, tb)
             return

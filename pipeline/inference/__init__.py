@@ -23,6 +23,7 @@ _WHERE = {
     "tta_inferer": "models",
     "load_network": "models",
     "load_networks": "models",
+    "network_def": "models",
     "AtomicSaveImaged": "writing",
     "atomic_writer": "writing",
     "CaseLog": "outputs",

@@ -163,6 +163,19 @@ def load_network(ckpt_dir: str | Path, model_file: str = "model.pt", device: str
     return place(net.eval(), device)
 
 
+def network_def(ckpt_dirs: Sequence[str | Path], model_file: str = "model.pt") -> nn.Module:
+    """The network ``ckpt_export`` and ``verify_net_in_out`` build (``inference.json``'s ``network_def``):
+    ``model_config.json``'s class from the first checkpoint folder. The weights file beside it, when there is one,
+    is read first (``weights_only``), so that a hostile or damaged file stops with one line here instead of a
+    traceback from MONAI's own loading."""
+    folder = Path(ckpt_dirs[0])
+    net = network_from_config(read_model_config(folder), folder / FILENAME)
+    path = folder / model_file
+    if path.suffix != ".ts" and path.is_file():
+        _state_dict(path)
+    return net
+
+
 def load_networks(
     ckpt_dirs: Sequence[str | Path], model_file: str = "model.pt", device: str | torch.device = "cpu"
 ) -> list[nn.Module]:
@@ -321,5 +334,6 @@ __all__ = [
     "tta_flips",
     "tta_inferer",
     "load_network",
+    "network_def",
     "load_networks",
 ]
