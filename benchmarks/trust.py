@@ -369,6 +369,8 @@ def check_hostile_cli(name: str, root: Path, good: Path, image: Path, timeout: f
     out = root / f"{name}.out"
     runs = {}
     for entry, argv in cli_commands(folder, model_file, image, out).items():
+        if entry == "export" and names == "plan.json":
+            continue  # ckpt_export builds the network and loads the weights; it never reads the plan
         p = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
         runs[entry] = {"rc": p.returncode, "errors": errors, "traceback": "Traceback (most recent call last)" in

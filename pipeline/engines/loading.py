@@ -134,6 +134,19 @@ class ValidationHandler(_MonaiValidationHandler):
             super().__call__(engine)
 
 
+def ignore_ctrl_c_in_worker(worker_id: int) -> None:
+    """A DataLoader worker's start: MONAI's seeding (``worker_init_fn``), then SIGINT ignored, so that a Ctrl-C in a
+    terminal (sent to the whole process group) reaches the training process, which stops at the end of its
+    iteration (``pipeline.handlers.PreemptionHandler``), instead of killing the workers under it. SIGTERM keeps its
+    default: the loader and multiprocessing end their workers with it when the training process exits."""
+    import signal
+
+    from monai.data.utils import worker_init_fn
+
+    worker_init_fn(worker_id)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def batch_loader(dataset: Any, augment_on: str, device: str | torch.device, num_workers: int = 0,
                     pin_memory: bool | None = None, persistent_workers: bool = False, **kwargs: Any) -> DataLoader:
     """A ``ThreadDataLoader`` without worker processes when augmenting on the device, else a ``DataLoader``.
@@ -147,6 +160,7 @@ def batch_loader(dataset: Any, augment_on: str, device: str | torch.device, num_
                         "num_workers=%d is not used", device, num_workers)
         return ThreadDataLoader(dataset, num_workers=0, **kwargs)
     pin = cuda if pin_memory is None else bool(pin_memory)
+    kwargs.setdefault("worker_init_fn", ignore_ctrl_c_in_worker)
     return DataLoader(dataset, num_workers=num_workers, pin_memory=pin,
                       persistent_workers=bool(persistent_workers and num_workers > 0), **kwargs)
 

@@ -68,6 +68,7 @@ class PreemptionHandler:
         self.stopped_at: tuple[int, int, int, bool] | None = None  # epoch, iteration in it, epoch length, complete
         self._previous: dict[int, Any] = {}
         self._watchdog: threading.Timer | None = None
+        self._reported = False  # the one line is printed once, whichever path stops the run
 
     def attach(self, engine: Engine) -> None:
         """Install the signal handlers when the run starts, check after every iteration, restore when it ends."""
@@ -76,6 +77,7 @@ class PreemptionHandler:
         engine.add_event_handler(Events.STARTED, self._start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._check, False)
         engine.add_event_handler(Events.COMPLETED, self.restore)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._on_exception)
 
     def _start(self, engine: Engine) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -111,6 +113,17 @@ class PreemptionHandler:
         self.stopped_at = (int(engine.state.epoch), within, length, complete)
         engine.terminate()
 
+    def _on_exception(self, engine: Engine, e: BaseException) -> None:
+        """An error after a stop signal is the signal's doing (a DataLoader worker that got the scheduler's SIGTERM
+        itself dies, and the loader raises): stop as for the signal. Any other error goes on to the next handler."""
+        if not self.received:
+            raise e
+        if self.stopped_at is None:
+            length = int(engine.state.epoch_length or 0)
+            within = (engine.state.iteration - 1) % length + 1 if length and engine.state.iteration else 0
+            self.stopped_at = (int(engine.state.epoch), within, length, False)
+        self.raise_if_stopped()
+
     def _kept(self) -> str:
         """Which checkpoint a resume starts from."""
         if self.stopped_at is None:
@@ -139,7 +152,8 @@ class PreemptionHandler:
         epoch, within, length, complete = self.stopped_at
         where = f"at the end of epoch {epoch}" if complete else \
             f"at epoch {epoch} iteration {within}" + (f" of {length}" if length else "")
-        if idist.get_rank() == 0:
+        if idist.get_rank() == 0 and not self._reported:
+            self._reported = True
             took = time.monotonic() - self.received_at if self.received_at is not None else 0.0
             print(f"training stopped by {signal.Signals(self.received).name} {where} ({took:.1f} s after the "
                   f"signal); {self._kept()}; resume with the same command and --resume true",

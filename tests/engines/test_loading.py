@@ -184,3 +184,25 @@ def test_validation_that_raises_releases_the_lock():
     thread.start()
     thread.join(10)
     assert acquired == [True]
+
+
+def test_loader_workers_leave_ctrl_c_to_the_training_process(monkeypatch):
+    import signal
+
+    import monai.data.utils
+
+    seeded = []
+    monkeypatch.setattr(monai.data.utils, "worker_init_fn", seeded.append)  # needs a real worker otherwise
+
+    from pipeline.engines.loading import batch_loader, ignore_ctrl_c_in_worker
+
+    loader = batch_loader([1, 2], augment_on="workers", device="cpu", num_workers=1)
+    assert loader.worker_init_fn is ignore_ctrl_c_in_worker
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        ignore_ctrl_c_in_worker(0)  # what each worker runs first
+        assert seeded == [0]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # Ctrl-C reaches the whole process group
+        assert signal.getsignal(signal.SIGTERM) is before[1]  # the loader ends its workers with SIGTERM
+    finally:
+        signal.signal(signal.SIGINT, before[0])

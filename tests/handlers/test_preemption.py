@@ -83,3 +83,30 @@ def test_disabled_leaves_the_default_handlers():
     PreemptionHandler(enabled=False).attach(engine)
     assert not engine.has_event_handler(PreemptionHandler.raise_if_stopped)
     assert len(engine._event_handlers[Events.ITERATION_COMPLETED]) == 0
+
+
+def test_an_error_after_the_signal_stops_as_the_signal_and_other_errors_pass(tmp_path, capsys):
+    """A DataLoader worker that got the scheduler's SIGTERM itself dies and the loader raises: the run stops as for
+    the signal, with its one line, printed once; an error without a signal goes on to the caller."""
+    def step(engine, batch):
+        if engine.state.iteration == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise RuntimeError("DataLoader worker (pid 1234) is killed by signal: Terminated.")
+        return batch
+
+    engine = Engine(step)
+    handler = PreemptionHandler(ckpt_dir=str(tmp_path))
+    handler.attach(engine)
+    with pytest.raises(SystemExit) as stop:
+        engine.run(range(4), max_epochs=3)
+        handler.raise_if_stopped()
+    assert stop.value.code == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("training stopped by SIGTERM at epoch 2 iteration 2 of 4")
+
+    engine = Engine(lambda e, b: (_ for _ in ()).throw(RuntimeError("a real bug")))
+    handler = PreemptionHandler(ckpt_dir=str(tmp_path))
+    handler.attach(engine)
+    with pytest.raises(RuntimeError, match="a real bug"):
+        engine.run(range(2), max_epochs=1)
+    handler.restore()
