@@ -225,6 +225,7 @@ __all__ = [
     "SimpleITKReader",
     "check_layout",
     "dicom_series",
+    "inference_datalist",
     "inference_inputs",
     "select_series",
     "sitk_affine",
