@@ -26,6 +26,9 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("user_command", "the README's command on a fresh clone: wall time, peak memory, validation and "
               "held-out Dice (evaluate.json and inference.json)", "15-35 min on 2 CPU cores; about 1 GB of disk"),
+    Benchmark("final_test", "a bundle's default recipe per seed on the final test sets of pipeline.data.protocol "
+              "(once per bundle version): Dice, lesion detection, case AUROC, learning curves",
+              "about 17 min per CT seed, 12 min per shapes seed on 2 CPU cores"),
     Benchmark("recipes", "bundle recipes as config overrides: validation curves against time and held-out scores "
               "(--task ct|shapes)", "10-30 min per recipe and seed on 2 CPU cores; resumable"),
     Benchmark("train_throughput", "training images/s and peak memory per process, 1 against N torchrun processes",
@@ -42,6 +45,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               "scores, data wait, DDP over nccl", "about 9 min on one GPU (--deadline)"),
     Benchmark("phantom_realism", "the CT phantom generator: HU per tissue against published ranges, generation "
               "time, best single-threshold Dice; the montage in docs/img", "about 2 min on 2 CPU cores"),
+    Benchmark("tumour_conspicuity", "the phantoms' tumour-pancreas contrast and size (v1 and published generator) "
+              "against published portal-venous series", "about 3 min on 2 CPU cores"),
     Benchmark("trust", "hostile checkpoint folders (code run, tracebacks) and fuzzed NIfTI/DICOM inputs through "
               "check-data, training loading and inference (tracebacks, hangs, modified inputs)",
               "about 5-10 min on 2 CPU cores (--cli adds the real commands: about 15 s per folder)"),

@@ -237,6 +237,28 @@ def read_summary(csv_path: Path) -> dict[str, float]:
         return {row["metric"]: float(row["mean"]) for row in csv.DictReader(f)}
 
 
+def ct_scores(eval_dirs: list[Path]) -> dict[str, float]:
+    """Scores of one or more CT evaluation folders taken as one set: pancreas Dice over every case, tumour Dice over
+    the cases whose label has a tumour (``recall_tumour`` defined), and the lesion-level summary."""
+    import csv
+    import math
+
+    from pipeline.evaluation.lesions import lesion_summary, read_lesion_tables
+
+    rows = [r for d in eval_dirs for r in csv.DictReader((d / "metrics_per_case.csv").open())]
+    with_tumour = [float(r["dice_tumour"]) for r in rows if math.isfinite(float(r["recall_tumour"]))]
+    s = lesion_summary(*read_lesion_tables(eval_dirs))
+    return {"cases": len(rows), "cases_with_tumour": len(with_tumour),
+            "dice_pancreas": round(sum(float(r["dice_pancreas"]) for r in rows) / len(rows), 4),
+            "dice_tumour_cases_with_tumour": round(sum(with_tumour) / len(with_tumour), 4) if with_tumour else math.nan,
+            "lesion_sensitivity": round(s["sensitivity"]["sensitivity"], 3),
+            "lesions": s["sensitivity"]["lesions"],
+            "lesion_sensitivity_goal_bin": round(s["goal_bin"]["sensitivity"], 3),
+            "lesions_goal_bin": s["goal_bin"]["lesions"],
+            "fp_components_per_case": round(s["fp_components_per_case"], 3),
+            "case_auroc": round(s["case_auroc"], 3), "case_average_precision": round(s["case_average_precision"], 3)}
+
+
 def quoted_argv() -> str:
     """The command line that ran this benchmark, as ``python -m benchmarks run NAME ...`` would repeat it."""
     argv = list(sys.argv)

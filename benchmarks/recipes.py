@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import REPO, machine_header, quoted_argv, read_summary, result_path, write_json, write_result
+from benchmarks.common import REPO, ct_scores, machine_header, quoted_argv, read_summary, result_path, write_json, write_result
 
 SGD = {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": "@learning_rate", "momentum": 0.99,
        "nesterov": True, "weight_decay": 3e-5}
@@ -98,6 +98,13 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # twice the updates for the same time (2 crops of one case per step), nnU-Net's batch Dice over the foreground
     # classes (a crop without tumour no longer adds a noisy per-sample tumour Dice), and the largest connected
     # foreground component kept (removes far false positives); measured on the hand-set grid
+    # region-based training, nnU-Net's for pancreas + tumour: one sigmoid per nested region (the gland with its
+    # tumour, the tumour) and Dice + BCE per region, instead of a softmax over three classes (issue 37's levers)
+    "regions": {"network_def#nested_regions": True,
+                "segmentation_loss": {"_target_": "pipeline.losses.NestedRegionDiceBCELoss"}},
+    # tumour-aware sampling: half of the crops centred on the tumour, a quarter on the pancreas, a quarter anywhere
+    # (default: a quarter, a half, a quarter)
+    "tumour_half": {"augmentation#2#ratios": [1, 1, 2]},
     "bs1_batchdice_lcc": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "batch_size": 1,
                           "segmentation_loss#batch": True, "segmentation_loss#include_background": False,
                           "keep_largest_component": True},
@@ -155,7 +162,10 @@ TASKS = {
                "/tmp/ct_recipes", held_out=("test", "unseen"),
                notes="Every run: the 24 default phantoms (19 training, 5 validation), the recipe's epochs, bfloat16 "
                "on a CPU with native bfloat16 and float32 on one without (amp auto; the machine line says which); "
-               "held-out = the 4 test phantoms + 8 unseen phantoms of generator seed 1000, best checkpoint. "
+               "held-out = the development set of pipeline.data.protocol (the 4 test phantoms + 8 unseen phantoms of "
+               "generator seed 1000), best checkpoint; dev12_* columns: those 12 as one set, tumour Dice over the "
+               "cases with a tumour, lesion detection (pipeline.evaluation.lesions). Phantoms generated before "
+               "2026-12-07 had the v1 tumour contrast, later ones the published one (the result's folder says). "
                "Time is the training process (caching, training, validation), without data generation. The seed "
                "also draws the validation split, so validation Dice compares recipes within a seed; the held-out 12 "
                "compare across seeds. Held-out scores come from the bundle's evaluate.json as it is: rows written "
@@ -237,21 +247,11 @@ def evaluate(task_name: str, recipe: str, seed: int, root: Path, dataset_dir: Pa
 
 
 def ensure_data(task_name: str, work: Path) -> list[Path]:
-    """The data set the bundle trains on (generated as the bundle would), then any extra held-out sets."""
-    if task_name == "shapes":
-        from pipeline.data.prepare import ensure_dataset
+    """The development sets of ``pipeline.data.protocol`` (generated as the bundle would): the data set the bundle
+    trains on first (its test split is scored), then any extra held-out sets."""
+    from pipeline.data.protocol import DEVELOPMENT, ensure_generated
 
-        data = work / "shapes2d"
-        ensure_dataset(str(data), str(data), "shapes2d", n=1000, seed=0)
-        return [data]
-    from pipeline.data.phantom import make_pancreas_dataset
-
-    data, extra = work / "pancreas_phantom", work / "unseen_phantoms"
-    if not (data / "dataset.json").is_file():
-        make_pancreas_dataset(data, n=24, seed=0)
-    if not (extra / "dataset.json").is_file():
-        make_pancreas_dataset(extra, n=1, n_test=8, seed=1000)
-    return [data, extra]
+    return [ensure_generated(s, work) for s in DEVELOPMENT[task_name]]
 
 
 def plot(task: Task, rows: list[dict[str, str]], out: Path) -> None:
@@ -394,6 +394,9 @@ def main() -> int:
             scores_tta = ([evaluate(args.task, recipe, seed, root, d, extra, tta=True) for d in data_sets]
                           if task.tta or args.tta else None)
             finals.append(final_row(task, recipe, seed, wall, curve, scores, log, extra, scores_tta))
+            if args.task == "ct":  # the 12 development cases as one set, lesion detection included
+                finals[-1].update({f"dev12_{k}": v for k, v in
+                                   ct_scores([root / f"eval_{d.name}" for d in data_sets]).items()})
             rows += [{k: str(p.get(k, "")) for k in fields} | {"recipe": recipe, "seed": str(seed)} for p in curve]
             with curve_csv.open("w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--scale", type=float, default=1.0, help="voxel spacing multiplier (4 = tiny test volumes)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing generated set")
+    c.add_argument("--tumour-contrast", default="published", choices=("published", "v1"),
+                   help="tumour-pancreas contrast: the published portal-venous distribution (default) or v1 (before "
+                        "2026-12-07, mostly iso-attenuating)")
     k = sub.add_parser("check-data", help="check a data set folder (dataset.json, files, shapes, affines, labels)")
     k.add_argument("dataset_dir")
     n = sub.add_parser("plan",
@@ -46,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", nargs="+", default=None,
                    help="foreground class names for labels 1..n (default: dataset.json beside the label folder)")
     e.add_argument("--nsd-tolerance", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
+    e.add_argument("--lesion-class", default="auto",
+                   help="class name scored lesion by lesion (found or missed, false positives, case AUROC); default: "
+                        "a class named tumour, cancer, lesion or mass if there is one; none: off")
+    e.add_argument("--images", default=None,
+                   help="the images, for each lesion's contrast in HU (default: imagesX beside a labelsX folder)")
     r = sub.add_parser("predict", help="segment scans with a bundle's inference.json (nnU-Net-style alias)")
     r.add_argument("-i", "--input", required=True, help="an image file, a folder of images or a DICOM series folder")
     r.add_argument("-o", "--output", required=True, help="folder for the label maps (and probabilities/attention)")
@@ -88,6 +96,21 @@ def _class_names(label_dir: str) -> list[str]:
         raise PipelineError(f"{label_dir}: give --classes (no readable dataset.json with 'labels' at {path})") from None
 
 
+LESION_NAMES = ("tumour", "tumor", "cancer", "lesion", "mass")
+
+
+def _lesion_class(choice: str, classes: list[str]) -> int | None:
+    """Label value of the lesion class: ``auto`` picks a class with a lesion's name, ``none`` none."""
+    if choice == "none":
+        return None
+    if choice == "auto":
+        found = [i for i, c in enumerate(classes, 1) if c.lower() in LESION_NAMES]
+        return found[0] if found else None
+    if choice not in classes:
+        raise PipelineError(f"--lesion-class {choice!r} is not one of the classes {classes}")
+    return classes.index(choice) + 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input ends with a one-line ``error:`` message and exit code 2."""
     install_excepthook()
@@ -104,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.data.phantom import make_pancreas_dataset
 
             out = make_pancreas_dataset(
-                args.out, n=args.n, seed=args.seed, n_test=args.n_test, scale=args.scale, overwrite=args.overwrite
-            )
+                args.out, n=args.n, seed=args.seed, n_test=args.n_test, scale=args.scale, overwrite=args.overwrite,
+                tumour_contrast=args.tumour_contrast)
             print(f"wrote {args.n} training phantoms (+ held-out) to {out}")
         elif args.command == "check-data":
             from pipeline.data.integrity import check_dataset
@@ -121,10 +144,16 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.evaluation.case_metrics import format_summary
             from pipeline.evaluation.folders import evaluate_folders
 
-            summary = evaluate_folders(args.pred, args.labels, args.out, args.classes or _class_names(args.labels),
-                                       nsd_tolerance=args.nsd_tolerance)
+            from pipeline.evaluation.lesions import format_lesion_summary
+
+            classes = args.classes or _class_names(args.labels)
+            summary = evaluate_folders(args.pred, args.labels, args.out, classes, nsd_tolerance=args.nsd_tolerance,
+                                       lesion_class=_lesion_class(args.lesion_class, classes), image_dir=args.images)
+            lesions = summary.pop("lesions", None)
             print(format_summary(summary))
-            print(f"wrote metrics_per_case.csv, metrics_summary.csv/.json/.md to {args.out}")
+            if lesions:
+                print(format_lesion_summary(lesions))  # type: ignore[arg-type]
+            print(f"wrote metrics_per_case.csv, metrics_summary.csv/.json/.md{', lesions.csv, lesion_summary.json/.md' if lesions else ''} to {args.out}")
         elif args.command == "predict":
             from pipeline.apps.predict import predict
 

@@ -97,7 +97,7 @@ NETWORK_ARGS: dict[str, Any] = {
     "upsample": {"type": "string", "enum": list(UPSAMPLE_MODES)},
     "dropout": {"type": "number", "minimum": 0, "maximum": 1},
     "deep_supervision": {"type": "boolean"}, "fuse_side_outputs": {"type": "boolean"},
-    "pad_input": {"type": "boolean"}, "num_side_outputs": integers(0, 8),
+    "pad_input": {"type": "boolean"}, "num_side_outputs": integers(0, 8), "nested_regions": {"type": "boolean"},
     "attention_levels": _OR_NULL(int_list(0, 6, 0, 7)), "inter_channels": _OR_NULL(int_list(1, MAX_WIDTH, 0, 7)),
 }
 PRED_EXTENSIONS = NIFTI_EXTENSIONS + PIL_EXTENSIONS + ITK_EXTENSIONS

@@ -4,6 +4,11 @@ Pairs are matched by case id (file name without its image extension; a ``_seg`` 
 is ignored, so ``pancreas_001_seg.nii.gz`` meets ``pancreas_001.nii.gz``). Both are read with MONAI's ``LoadImage``;
 a pair whose shapes or voxel-to-world affines differ is refused in one line, since a metric between two grids that do
 not coincide measures the resampling, not the segmentation. Distances are in mm from the label's affine.
+
+With a lesion class (``lesion_class``), lesion-level detection tables come too (``pipeline.evaluation.lesions``):
+the contrast needs the images (``image_dir``, default the ``images*`` folder beside a ``labels*`` one, e.g.
+``imagesTs`` for ``labelsTs``), the case-level score the probability maps that inference writes beside its label maps
+(``<case>_prob``, ``--save-probabilities``); without them those columns are NaN.
 """
 from __future__ import annotations
 
@@ -23,10 +28,12 @@ from pipeline.evaluation.case_metrics import (
     summarise,
     write_tables,
 )
+from pipeline.evaluation.lesions import case_lesions, lesion_summary, write_lesion_tables
 
 __all__ = ["evaluate_folders"]
 
 PREDICTION_SUFFIXES = ("_seg", "_pred", "_prediction")
+AUXILIARY_SUFFIXES = ("_prob", "_attention")  # inference's other outputs beside a label map
 
 
 def _prediction_id(path: Path) -> str:
@@ -42,9 +49,30 @@ def _files(folder: str | Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise PipelineError(f"{folder}: {what} folder not found")
     files = image_files(folder)
+    if what == "prediction":
+        files = {k: p for k, p in files.items() if not case_id(p).endswith(AUXILIARY_SUFFIXES)}
     if not files:
         raise PipelineError(f"{folder}: no image files in the {what} folder")
     return {(_prediction_id(p) if what == "prediction" else case_id(p)): p for p in files.values()}
+
+
+def _image_dir(label_dir: Path, image_dir: str | Path | None) -> Path | None:
+    if image_dir is not None:
+        return Path(image_dir)
+    if label_dir.name.startswith("labels"):
+        sibling = label_dir.with_name("images" + label_dir.name[len("labels"):])
+        return sibling if sibling.is_dir() else None
+    return None
+
+
+def _aux(folder: Path | None, cid: str, suffix: str = "") -> Path | None:
+    """The file of case ``cid`` (+ ``suffix``) in ``folder`` (an MSD image may carry ``_0000``), if there is one."""
+    if folder is None or not folder.is_dir():
+        return None
+    for p in image_files(folder).values():
+        if case_id(p) in (cid + suffix, cid + "_0000" + suffix, cid + "_seg" + suffix):
+            return p
+    return None
 
 
 def _load(path: Path):
@@ -66,7 +94,8 @@ def _onehot(labels: torch.Tensor, n_classes: int, path: Path) -> torch.Tensor:
 
 def evaluate_folders(
     pred_dir: str | Path, label_dir: str | Path, out_dir: str | Path, class_names: Sequence[str],
-    nsd_tolerance: float = 2.0, hd95: bool = True,
+    nsd_tolerance: float = 2.0, hd95: bool = True, lesion_class: int | None = None,
+    image_dir: str | Path | None = None, gland_classes: Sequence[int] = (1,),
 ) -> dict[str, dict[str, float]]:
     """Per-case, per-class metrics of every prediction with a label, written as tables to ``out_dir``.
 
@@ -82,7 +111,8 @@ def evaluate_folders(
     if extra:
         raise PipelineError(f"{label_dir}: no label for prediction(s) {', '.join(extra[:5])} in {pred_dir}")
     n_classes = len(class_names) + 1
-    rows = []
+    images = _image_dir(Path(label_dir), image_dir) if lesion_class is not None else None
+    rows, lesions, lesion_cases = [], [], []
     for cid in sorted(labels):
         label, pred = _load(labels[cid]), _load(preds[cid])
         if tuple(label.shape[1:]) != tuple(pred.shape[1:]):
@@ -97,6 +127,31 @@ def evaluate_folders(
                                 class_names, hd95, spacing_of(label, spatial_dims), extended=True,
                                 nsd_tolerance=nsd_tolerance))
         rows.append(row)
+        if lesion_class is not None:
+            found, case = _lesions(pred, label, cid, lesion_class, gland_classes, images, Path(pred_dir))
+            lesions += found
+            lesion_cases.append(case)
     summary = summarise(rows, metric_keys(class_names, hd95, extended=True))
     write_tables(rows, summary, out_dir)
+    if lesion_class is not None:
+        summary["lesions"] = lesion_summary(lesions, lesion_cases)  # type: ignore[assignment]
+        write_lesion_tables(lesions, lesion_cases, summary["lesions"], out_dir)
     return summary
+
+
+def _lesions(pred, label, cid: str, lesion_class: int, gland_classes: Sequence[int], images: Path | None,
+             pred_dir: Path) -> tuple[list[dict], dict]:
+    """Lesion rows and case row of one pair; the image (contrast) and the probability map (case score) if found."""
+    image_file, prob_file = _aux(images, cid), _aux(pred_dir, cid, "_prob")
+    image = _load(image_file)[0].numpy().astype(np.float32) if image_file else None
+    if image is not None and image.shape != tuple(label.shape[1:]):
+        raise PipelineError(f"{image_file}: shape {image.shape} differs from its label's {tuple(label.shape[1:])}")
+    max_prob = float("nan")
+    if prob_file:
+        prob = _load(prob_file)
+        if prob.shape[0] <= lesion_class:
+            raise PipelineError(f"{prob_file}: {prob.shape[0]} probability channels, no channel {lesion_class}")
+        max_prob = float(prob[lesion_class].max())
+    return case_lesions(pred[0].numpy().astype(np.int16), label[0].numpy().astype(np.int16), lesion_class,
+                        spacing_of(label, label.ndim - 1), image=image, gland_labels=gland_classes,
+                        max_prob=max_prob, case=cid)

@@ -228,8 +228,9 @@ def tta_flips(tta: bool | str, spatial_dims: int, tta_axes: Sequence[int] | None
 
 
 def tta_inferer(inferer: Inferer, flips: Sequence[Sequence[int]]) -> Inferer:
-    """``inferer`` itself for one pass, else a ``MirroringInferer`` around it."""
-    return MirroringInferer(inferer, flips) if len(flips) > 1 else inferer
+    """A ``MirroringInferer`` around ``inferer`` (one pass when ``flips`` has one entry): the output is softmax
+    probabilities either way, so evaluation can read the case's maximum lesion probability from it."""
+    return MirroringInferer(inferer, flips or [()])
 
 
 def _mirror(y: torch.Tensor, flip: tuple[int, ...]) -> torch.Tensor:

@@ -110,6 +110,7 @@ class AttentionUNet(UNet):
         num_side_outputs: int = 2,
         fuse_side_outputs: bool = False,
         pad_input: bool = True,
+        nested_regions: bool = False,
         attention_levels: Sequence[int] | None = None,
         inter_channels: Sequence[int] | None = None,
     ) -> None:
@@ -131,6 +132,7 @@ class AttentionUNet(UNet):
             num_side_outputs=num_side_outputs,
             fuse_side_outputs=fuse_side_outputs,
             pad_input=pad_input,
+            nested_regions=nested_regions,
         )
         self.init_args = init_args
         levels = list(range(1, self.depth)) if attention_levels is None else sorted(set(attention_levels))

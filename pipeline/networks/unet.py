@@ -94,6 +94,18 @@ def resolve_channels(
     return chosen
 
 
+def nested_log_probs(z: torch.Tensor) -> torch.Tensor:
+    """Class log-probabilities ``(B, C, *S)`` from the logits ``(B, C - 1, *S)`` of nested regions (region k is
+    "label >= k", nnU-Net's region-based training for pancreas + tumour): with ``s_k = sigmoid(z_k)``,
+    ``p(0) = 1 - s_1``, ``p(k) = s_1 ... s_k (1 - s_{k+1})``, ``p(C - 1) = s_1 ... s_{C-1}``. They sum to 1, so a
+    softmax of them gives them back and every softmax consumer (validation, TTA, ensembles, the maximum tumour
+    probability) reads the regions unchanged."""
+    zeros = torch.zeros_like(z[:, :1])
+    inside = torch.cat([zeros, torch.cumsum(F.logsigmoid(z), dim=1)], dim=1)
+    outside = torch.cat([F.logsigmoid(-z), zeros], dim=1)
+    return inside + outside
+
+
 class UNet(nn.Module):
     """U-Net for 2D and 3D images with a configurable number of poolings, widths and (anisotropic) strides.
 
@@ -140,6 +152,8 @@ class UNet(nn.Module):
             logits interpolated to full size, as in Oktay et al. 2018. Defaults to False.
         pad_input: pad inputs whose size is not a multiple of ``net.multiple`` (True) or refuse them (False).
             Defaults to True.
+        nested_regions: the heads predict one sigmoid per nested region (label >= 1, label >= 2, ...) and the
+            network returns the class log-probabilities they imply (``nested_log_probs``). Defaults to False.
 
     Raises:
         PipelineError: unknown preset; ``channels`` together with ``preset``, ``depth`` or ``base_width``;
@@ -181,6 +195,7 @@ class UNet(nn.Module):
         num_side_outputs: int = 2,
         fuse_side_outputs: bool = False,
         pad_input: bool = True,
+        nested_regions: bool = False,
     ) -> None:
         super().__init__()
         self.init_args = constructor_args(locals())
@@ -195,6 +210,11 @@ class UNet(nn.Module):
         self.pad_input = pad_input
         self.deep_supervision = deep_supervision
         self.fuse_side_outputs = fuse_side_outputs
+        self.nested_regions = nested_regions
+        # nested regions: one logit per region (label >= 1, ..., label >= C - 1), turned into C log-probabilities
+        heads = out_channels - 1 if nested_regions else out_channels
+        if nested_regions and heads < 1:
+            raise PipelineError("nested_regions needs out_channels >= 2")
 
         self.encoder = Encoder(spatial_dims, in_channels, self.channels, self.strides, norm, act, dropout)
         # decoders[i] produces level i from level i + 1; built coarse-to-fine but indexed by level
@@ -205,11 +225,11 @@ class UNet(nn.Module):
             )
             for i in range(depth)
         )
-        self.head = Convolution(spatial_dims, self.channels[0], out_channels, kernel_size=1, conv_only=True)
+        self.head = Convolution(spatial_dims, self.channels[0], heads, kernel_size=1, conv_only=True)
         n_side = min(num_side_outputs, depth - 1) if (deep_supervision or fuse_side_outputs) else 0
         self.side_levels = list(range(1, n_side + 1))
         self.side_heads = nn.ModuleList(
-            Convolution(spatial_dims, self.channels[lvl], out_channels, kernel_size=1, conv_only=True)
+            Convolution(spatial_dims, self.channels[lvl], heads, kernel_size=1, conv_only=True)
             for lvl in self.side_levels
         )
         self.fuse = (
@@ -217,6 +237,11 @@ class UNet(nn.Module):
             if fuse_side_outputs and n_side
             else None
         )
+
+    def regions(self, z: torch.Tensor) -> torch.Tensor:
+        """A head's output as the network returns it: logits, or with ``nested_regions`` the log-probabilities of
+        the classes from the region logits (``nested_log_probs``)."""
+        return nested_log_probs(z) if self.nested_regions else z
 
     def merge_skip(self, level: int, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
         """The skip features the decoder concatenates at ``level``; the plain U-Net passes them unchanged.
@@ -256,12 +281,12 @@ class UNet(nn.Module):
             skip = self.merge_skip(level, feats[level], y)
             y = self.decode(level, y, skip)
             decoded[level] = y
-        out = self.head(y)
+        out = self.regions(self.head(y))
         if len(self.side_levels) == 0:
             return crop_to(out, spatial)
         sides: list[torch.Tensor] = []
         for i, head in enumerate(self.side_heads):
-            sides.append(head(decoded[self.side_levels[i]]))
+            sides.append(self.regions(head(decoded[self.side_levels[i]])))
         if self.fuse is not None:
             mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
             ups = [F.interpolate(s, size=out.shape[2:], mode=mode, align_corners=False) for s in sides]

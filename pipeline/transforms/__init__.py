@@ -2,13 +2,15 @@
 a fast channel argmax, and data checks (image layout, NaN/Inf voxels, label values) that stop a run on a bad case."""
 from pipeline.transforms.boundary import BoundaryWeightMapd, boundary_weight_map
 from pipeline.transforms.checks import CheckImaged, CheckLabelValuesd, allowed_label_values
-from pipeline.transforms.ct import CTIntensityd
-from pipeline.transforms.discrete import ChannelArgmaxd, channel_argmax
+from pipeline.transforms.ct import CTIntensityd, IntensityToHU
+from pipeline.transforms.discrete import ChannelArgmaxd, ChannelMaxd, channel_argmax
 
 __all__ = [
     "BoundaryWeightMapd",
     "CTIntensityd",
+    "IntensityToHU",
     "ChannelArgmaxd",
+    "ChannelMaxd",
     "CheckImaged",
     "CheckLabelValuesd",
     "allowed_label_values",

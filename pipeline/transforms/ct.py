@@ -57,3 +57,20 @@ class CTIntensityd(MapTransform):
             for op in self.ops:
                 d[key] = op(d[key])
         return d
+
+
+class IntensityToHU:
+    """The inverse of ``CTIntensityd``'s scaling inside its clip range: network input back to HU (the lesion table's
+    contrast is in HU). Values that the window clipped stay at the window's edge."""
+
+    def __init__(self, mode: str = "window", window: Sequence[float] = (-175.0, 250.0),
+                 stats: Mapping[str, float] | None = None) -> None:
+        if mode == "window":
+            self.offset, self.scale = float(window[0]), float(window[1]) - float(window[0])
+        elif mode == "zscore" and stats:
+            self.offset, self.scale = float(stats["mean"]), max(float(stats["std"]), 1e-6)
+        else:
+            raise PipelineError(f"intensity_mode {mode!r} cannot be mapped back to HU")
+
+    def __call__(self, x):
+        return x * self.scale + self.offset

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from monai.transforms import MapTransform
 
-__all__ = ["ChannelArgmaxd", "channel_argmax"]
+__all__ = ["ChannelArgmaxd", "ChannelMaxd", "channel_argmax"]
 
 
 def channel_argmax(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -31,4 +31,23 @@ class ChannelArgmaxd(MapTransform):
         for key in self.key_iterator(d):
             x = d[key]
             d[key] = channel_argmax(x).to(x.dtype if x.is_floating_point() else torch.float32)
+        return d
+
+
+class ChannelMaxd(MapTransform):
+    """The largest value of one channel of ``keys`` (a ``(C, *spatial)`` probability map) stored as a float under
+    ``output_key``: the case-level lesion score (the maximum tumour probability) taken before the argmax."""
+
+    def __init__(self, keys: Any, channel: int | None, output_key: str = "max_prob",
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.channel = channel
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.channel is None:
+            return d
+        for key in self.key_iterator(d):
+            d[self.output_key] = float(torch.as_tensor(d[key])[self.channel].max())
         return d

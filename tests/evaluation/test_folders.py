@@ -66,3 +66,29 @@ def test_evaluate_command_reads_class_names_from_dataset_json(folders, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "prediction folder not found" in err[-1]
     assert not (folders / "out2").exists()
+
+
+def test_lesion_tables_read_images_beside_the_labels_and_probability_maps(folders, capsys):
+    """The CLI finds the tumour class by name, the images in imagesX beside labelsX and the case score in the
+    ``<case>_prob`` maps that inference writes (which are not taken for predictions)."""
+    for name in ("labels", "pred"):
+        (folders / name).rename(folders / f"{name}Ts")
+    label = nib.load(str(folders / "labelsTs" / "case_a.nii.gz")).get_fdata()
+    image = np.where(label == 2, 40.0, np.where(label == 1, 100.0, -100.0))
+    for case, tumour_prob in (("case_a", 0.95), ("case_b", 0.2)):
+        (folders / "imagesTs").mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(image.astype(np.int16), AFFINE), str(folders / "imagesTs" / f"{case}_0000.nii.gz"))
+        prob = np.zeros(label.shape + (3,), np.float32)
+        prob[..., 2] = tumour_prob
+        nib.save(nib.Nifti1Image(prob, AFFINE), str(folders / "predTs" / f"{case}_prob.nii.gz"))
+    assert main(["evaluate", "--pred", str(folders / "predTs"), "--labels", str(folders / "labelsTs"),
+                 "--out", str(folders / "out"), "--classes", "organ", "tumour"]) == 0
+    assert "false-positive components per case" in capsys.readouterr().out
+    lesions = list(csv.DictReader((folders / "out" / "lesions.csv").open()))
+    assert [(r["case"], r["detected"]) for r in lesions] == [("case_a", "True"), ("case_b", "False")]
+    assert float(lesions[0]["contrast_hu"]) == pytest.approx(60.0)
+    cases = {r["case"]: float(r["max_prob"]) for r in csv.DictReader((folders / "out" / "lesion_cases.csv").open())}
+    assert cases == pytest.approx({"case_a": 0.95, "case_b": 0.2})
+    assert main(["evaluate", "--pred", str(folders / "predTs"), "--labels", str(folders / "labelsTs"),
+                 "--out", str(folders / "out2"), "--classes", "organ", "tumour", "--lesion-class", "none"]) == 0
+    assert not (folders / "out2" / "lesions.csv").exists()

@@ -208,10 +208,9 @@ def test_evaluate_json_validates_through_flip_tta_when_asked(bundle_name, overri
     parser.read_config([str(REPO / f"bundles/{bundle_name}/train.json"), str(REPO / f"bundles/{bundle_name}/evaluate.json")])
     parser.update(overrides)
     inferer = parser.get_parsed_content("validate#inferer").inferer
-    if flips is None:
-        assert not isinstance(inferer, MirroringInferer)
-    else:
-        assert isinstance(inferer, MirroringInferer) and len(inferer.flips) == flips
+    # one pass is a MirroringInferer too, with the identity alone: evaluation always gets probabilities
+    assert isinstance(inferer, MirroringInferer) and inferer.flips == ([()] if flips is None else inferer.flips)
+    assert len(inferer.flips) == (flips or 1)
 
 
 def test_tta_auto_mirrors_the_axes_training_flipped_and_switches_still_work():

@@ -144,7 +144,8 @@ class Kidney:
 
 @dataclass
 class Tumour:
-    """Lobulated ellipsoidal pancreatic tumour, hypodense by `drop` HU with an ill-defined margin."""
+    """Lobulated ellipsoidal pancreatic tumour, hypodense by `drop` HU (or set to show `contrast`) with an ill-defined
+    margin."""
 
     centre: np.ndarray
     radii: tuple[float, float, float]
@@ -153,6 +154,8 @@ class Tumour:
     rim: float  # the gland outline grows around the tumour by this much
     drop: float
     margin: float
+    # tumour-pancreas contrast (HU, gland within 5 mm minus tumour) the rendering aims at; None: `drop` as drawn
+    contrast: float | None = None
 
     def sdf(self, u, v, w) -> np.ndarray:
         """Approximate signed distance (mm) to the tumour surface at patient coordinates u, v, w."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.data.phantom.sampling import sample_anatomy
+from pipeline.data.phantom.sampling import CONTRAST_STREAM, TUMOUR_CONTRASTS, draw_tumour_contrast, sample_anatomy
 from pipeline.data.phantom.painting import paint_tissues
 from pipeline.data.phantom.rendering import render_hu
 from pipeline.data.phantom.scan import Scan, sample_scan
@@ -48,21 +48,33 @@ def check_scale(scale: float) -> None:
         raise PipelineError(f"phantom scale must be a finite number > 0, got {scale!r}")
 
 
-def generate_case(seed: int, scale: float = 1.0) -> PhantomCase:
-    """Generate one phantom; the same (seed, scale) always gives identical arrays and affine.
+def check_tumour_contrast(tumour_contrast: str) -> None:
+    """Raise a one-line PipelineError unless `tumour_contrast` names a distribution of `TUMOUR_CONTRASTS`."""
+    if tumour_contrast not in TUMOUR_CONTRASTS:
+        raise PipelineError(f"tumour_contrast {tumour_contrast!r} is not one of {', '.join(TUMOUR_CONTRASTS)}")
+
+
+def generate_case(seed: int, scale: float = 1.0, tumour_contrast: str = "published") -> PhantomCase:
+    """Generate one phantom; the same (seed, scale, tumour_contrast) always gives identical arrays and affine.
 
     `scale` multiplies the voxel spacing (and divides the in-plane matrix), so scale=4 gives tiny volumes.
+    `tumour_contrast`: "published" (the tumour-pancreas contrast of portal-venous CT series) or "v1" (the drop as
+    drawn before 2026-12-07); the anatomy is the same for both.
     """
     check_scale(scale)
+    check_tumour_contrast(tumour_contrast)
     with single_torch_thread():
-        return build_case(seed, scale)
+        return build_case(seed, scale, tumour_contrast)
 
 
-def build_case(seed: int, scale: float) -> PhantomCase:
+def build_case(seed: int, scale: float, tumour_contrast: str = "published") -> PhantomCase:
     """Build one case in the calling thread (no argument checks; `generate_case` is the checked entry point)."""
     seed = int(seed)
     rng = np.random.default_rng(seed)
     anatomy = sample_anatomy(rng)
+    if tumour_contrast == "published" and anatomy.pancreas.tumour is not None:
+        # its own stream: every other draw, so the anatomy, is the same as under "v1"
+        anatomy.pancreas.tumour.contrast = draw_tumour_contrast(np.random.default_rng([seed, CONTRAST_STREAM]))
     scan = sample_scan(rng, anatomy, float(scale))
     tissues = paint_tissues(anatomy, scan, rng)
     hu = render_hu(tissues, anatomy.pancreas, scan, rng)

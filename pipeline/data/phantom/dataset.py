@@ -1,7 +1,7 @@
 """A data set of phantoms in the MSD Task07_Pancreas layout (NIfTI, int16 HU images and uint8 labels).
 
-Case ``i`` of a data set generated with ``seed`` is ``generate_case(case_seed(seed, i), scale)``, so a case does
-not depend on the data set size. Arguments are checked, then the shared MSD writer checks the output folder,
+Case ``i`` of a data set generated with ``seed`` is ``generate_case(case_seed(seed, i), scale, tumour_contrast)``,
+so a case does not depend on the data set size. Arguments are checked, then the shared MSD writer checks the output folder,
 before anything on disk changes.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from pipeline.data.msd import MSDCase, MSDDataset, nifti_bytes, write_msd_dataset
-from pipeline.data.phantom.case import build_case, case_seed, check_scale, single_torch_thread
+from pipeline.data.phantom.case import build_case, case_seed, check_scale, check_tumour_contrast, single_torch_thread
 from pipeline.errors import PipelineError
 
 NAME = "Pancreas phantom"
@@ -29,7 +29,7 @@ def _count(name: str, value: object, minimum: int) -> int:
     return number
 
 
-def pancreas_msd_dataset(n: int, seed: int, n_test: int, scale: float) -> MSDDataset:
+def pancreas_msd_dataset(n: int, seed: int, n_test: int, scale: float, tumour_contrast: str = "v1") -> MSDDataset:
     """The MSD description (dataset.json header and case list) of a phantom data set; arguments already checked."""
     width = max(3, len(str(n + n_test - 1)))
     cases = [MSDCase(i, f"pancreas_{i:0{width}d}.nii.gz", "training" if i < n else "test") for i in range(n + n_test)]
@@ -37,7 +37,8 @@ def pancreas_msd_dataset(n: int, seed: int, n_test: int, scale: float) -> MSDDat
         "name": NAME,
         # the module path in the description is kept as first released so that same-seed files stay identical
         "description": ("Synthetic portal-venous abdominal CT phantoms with pancreas and pancreatic tumour labels "
-                        f"(pipeline.data.pancreas_phantom, seed={seed}, scale={scale})"),
+                        f"(pipeline.data.pancreas_phantom, seed={seed}, scale={scale}"
+                        + (f", tumour_contrast={tumour_contrast})" if tumour_contrast != "v1" else ")")),
         "reference": "Synthetic; layout of the Medical Segmentation Decathlon Task07_Pancreas (Antonelli et al. 2022)",
         "licence": "CC0-1.0 (synthetic data, no patient information)",
         "release": "1.0",
@@ -50,11 +51,12 @@ def pancreas_msd_dataset(n: int, seed: int, n_test: int, scale: float) -> MSDDat
 
 
 def make_pancreas_dataset(out_dir: str | Path, n: int = 20, seed: int = 0, n_test: int | None = None,
-                          scale: float = 1.0, overwrite: bool = False) -> Path:
+                          scale: float = 1.0, overwrite: bool = False, tumour_contrast: str = "published") -> Path:
     """Write n training phantoms (+ n_test held-out, default max(1, n // 5)) in MSD Task07 layout; return out_dir.
 
     dataset.json is written last, so a folder without it is an interrupted run. labelsTs/ holds the held-out
-    labels (real MSD has none). Invalid arguments or an existing data set (without overwrite=True, or not a
+    labels (real MSD has none); `tumour_contrast`: see `generate_case`. Invalid arguments or an existing data set
+    (without overwrite=True, or not a
     phantom set) raise a one-line PipelineError with nothing on disk changed.
     """
     out = Path(out_dir)
@@ -62,10 +64,11 @@ def make_pancreas_dataset(out_dir: str | Path, n: int = 20, seed: int = 0, n_tes
     n_test = max(1, n // 5) if n_test is None else _count("n_test", n_test, 0)
     seed = _count("seed", seed, 0)
     check_scale(scale)
-    dataset = pancreas_msd_dataset(n, seed, n_test, scale)
+    check_tumour_contrast(tumour_contrast)
+    dataset = pancreas_msd_dataset(n, seed, n_test, scale, tumour_contrast)
 
     def encode(case: MSDCase) -> tuple[bytes, bytes]:
-        phantom = build_case(case_seed(seed, case.index), scale)
+        phantom = build_case(case_seed(seed, case.index), scale, tumour_contrast)
         return nifti_bytes(phantom.hu, phantom.affine), nifti_bytes(phantom.label, phantom.affine)
 
     # one case in flight per core (2 to 8): numpy, torch and zlib release the GIL, so generation and compression

@@ -130,6 +130,24 @@ def sample_kidneys(r: np.random.Generator, body: Body, spine: Spine) -> list[Kid
     return kidneys
 
 
+# Tumour-pancreas contrast of pancreatic adenocarcinoma in portal-venous CT (HU, gland minus tumour):
+#   Lu et al., Radiology 1996;199:697-701: 39 +/- 16 HU in the hepatic (portal-venous) phase, 27 tumours;
+#   PubMed 17961951 (57 carcinomas): 49 hypo-attenuating, 40.5 +/- 23.0 HU; 8 (14 %) iso-attenuating, 7.1 +/- 4.7 HU;
+#   Prokesch et al., Radiology 2002;224:764-768: 6 of 53 (11 %) iso-attenuating, 4.15 +/- 8.5 HU.
+# "published" draws from that mixture; "v1" keeps the drop drawn in `sample_pancreas` (10-40 HU at the core, which
+# the margin, the partial volume and the gland's fatty texture brought to 0-20 HU: docs/decisions.md).
+TUMOUR_CONTRASTS = ("published", "v1")
+ISO_SHARE = 0.12
+ISO_HU, HYPO_HU = (5.5, 5.0, 0.0, 15.0), (40.0, 20.0, 10.0, 100.0)  # mean, sd, low and high clip
+CONTRAST_STREAM = 0x7C0  # the second seed word of the contrast's own random stream
+
+
+def draw_tumour_contrast(r: np.random.Generator) -> float:
+    """A tumour-pancreas contrast (HU) from the published mixture: iso-attenuating with ISO_SHARE, else hypo."""
+    mean, sd, lo, hi = ISO_HU if r.random() < ISO_SHARE else HYPO_HU
+    return float(np.clip(r.normal(mean, sd), lo, hi))
+
+
 def sample_pancreas(r: np.random.Generator, body: Body, vessels: Vessels, left_kidney: Kidney) -> Pancreas:
     """Gland along the splenic vein from the duodenal sweep to the splenic hilum, with an optional tumour.
 
