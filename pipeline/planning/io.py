@@ -47,7 +47,8 @@ SCHEMA: dict[str, Any] = {
                 "properties": {"p00_5": _STATS, "p99_5": _STATS, "mean": _STATS, "std": _STATS}}]},
         }},
         "postprocessing": {"type": "object", "additionalProperties": False,
-                           "properties": {"keep_largest_component": {"type": "boolean"}}},
+                           "properties": {"keep_largest_component": {"type": "boolean"},
+                                          "min_lesion_ml": {"type": "number", "minimum": 0, "maximum": 1e4}}},
         # written by the planner (pipeline.planning.make_plan) and training (trained_plan); not read for values
         "version": integers(0, 10**6), "dataset_dir": {"type": ["string", "null"], "maxLength": 4096},
         "device": {"type": ["string", "null"], "maxLength": 40}, "spatial_dims": integers(2, 3),

@@ -3,7 +3,7 @@ a fast channel argmax, and data checks (image layout, NaN/Inf voxels, label valu
 from pipeline.transforms.boundary import BoundaryWeightMapd, boundary_weight_map
 from pipeline.transforms.checks import CheckImaged, CheckLabelValuesd, allowed_label_values
 from pipeline.transforms.ct import CTIntensityd, IntensityToHU
-from pipeline.transforms.discrete import ChannelArgmaxd, ChannelMaxd, channel_argmax
+from pipeline.transforms.discrete import ChannelArgmaxd, ChannelMaxd, RemoveSmallComponentsd, channel_argmax
 
 __all__ = [
     "BoundaryWeightMapd",
@@ -13,6 +13,7 @@ __all__ = [
     "ChannelMaxd",
     "CheckImaged",
     "CheckLabelValuesd",
+    "RemoveSmallComponentsd",
     "allowed_label_values",
     "boundary_weight_map",
     "channel_argmax",

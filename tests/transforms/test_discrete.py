@@ -25,3 +25,18 @@ def test_same_class_map_dtype_and_metadata_as_asdiscreted():
 def test_channel_argmax_on_another_axis():
     x = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(1))
     assert torch.equal(channel_argmax(x, dim=1), x.argmax(1, keepdim=True))
+
+
+def test_small_tumour_components_become_the_organ_around_them():
+    from monai.data import MetaTensor
+
+    from pipeline.transforms import RemoveSmallComponentsd
+
+    labels = torch.ones(1, 20, 20, 10)
+    labels[0, 2:12, 2:12, 2:8] = 2  # 600 voxels of 2 mm: 4.8 ml
+    labels[0, 15:17, 15:17, 2:4] = 2  # 8 voxels: 0.064 ml
+    x = MetaTensor(labels, affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    out = RemoveSmallComponentsd("pred", label=2, min_ml=1.0)({"pred": x})["pred"]
+    assert int((out == 2).sum()) == 600 and out[0, 15, 15, 2] == 1
+    assert torch.equal(RemoveSmallComponentsd("pred", label=2, min_ml=0)({"pred": x})["pred"], x)
+    assert int((RemoveSmallComponentsd("pred", label=2, min_ml=5.0)({"pred": x})["pred"] == 2).sum()) == 0
