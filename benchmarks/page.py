@@ -59,6 +59,8 @@ def section(path: Path, result: dict, link_prefix: str = "../") -> list[str]:
         lines += ["", "| figure | value |", "|---|---|"]
         lines += [f"| {_fmt(k)} | {_fmt(v)} |" for k, v in figures.items()]
     for caption, table in (result.get("tables") or {}).items():
+        if "columns" not in table:  # a table written column by column: {column: [values]}
+            table = {"columns": list(table), "rows": [list(r) for r in zip(*table.values())]}
         lines += ["", f"{caption}:", "", "| " + " | ".join(map(_fmt, table["columns"])) + " |",
                   "|" + "---|" * len(table["columns"])]
         lines += ["| " + " | ".join(map(_fmt, row)) + " |" for row in table["rows"]]
