@@ -133,8 +133,8 @@ def test_a_wrong_metadata_number_is_caught() -> None:
     meta = json.loads((REPO / "bundles" / "unet" / "metadata.json").read_text())
     assert metadata_errors(meta) == []
     wrong = json.loads(json.dumps(meta))
-    wrong["eval_metrics"]["test_mean_iou"] = round(wrong["eval_metrics"]["test_mean_iou"] - 0.05, 4)
-    assert any("test_mean_iou" in e for e in metadata_errors(wrong))
+    wrong["eval_metrics"]["final_test_iou_ellipse"] = round(wrong["eval_metrics"]["final_test_iou_ellipse"] - 0.05, 4)
+    assert any("final_test_iou_ellipse" in e for e in metadata_errors(wrong))
     unsourced = json.loads(json.dumps(meta))
     unsourced["eval_metrics"]["made_up"] = 0.99
     assert any("made_up" in e for e in metadata_errors(unsourced))

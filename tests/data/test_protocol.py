@@ -50,3 +50,30 @@ def test_final_test_refuses_a_second_scoring_of_a_bundle_version(tmp_path, monke
     with pytest.raises(SystemExit, match="once per bundle version"):
         final_test.main()
     assert not (tmp_path / "w").exists()
+
+
+def test_ct_scores_average_the_tumour_over_cases_that_have_one_and_pool_the_lesions(tmp_path):
+    from benchmarks.common import ct_scores
+    from pipeline.evaluation.lesions import lesion_summary, write_lesion_tables
+
+    folders = []
+    for name, rows, lesions, cases in (
+        ("a", [("c1", 0.8, 0.5, 0.6), ("c2", 0.9, "nan", "nan")],
+         [{"case": "c1", "lesion": 1, "volume_ml": 2.0, "contrast_hu": 30.0, "detected": True, "iou": 0.4}],
+         [{"case": "c1", "lesions": 1, "detected": 1, "fp_components": 0, "max_prob": 0.9},
+          {"case": "c2", "lesions": 0, "detected": 0, "fp_components": 1, "max_prob": 0.2}]),
+        ("b", [("c3", 0.7, 0.0, 0.0)],
+         [{"case": "c3", "lesion": 1, "volume_ml": 0.5, "contrast_hu": 5.0, "detected": False, "iou": 0.0}],
+         [{"case": "c3", "lesions": 1, "detected": 0, "fp_components": 0, "max_prob": 0.4}]),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "metrics_per_case.csv").write_text("case,dice_pancreas,dice_tumour,recall_tumour\n" + "".join(
+            f"{c},{p},{t},{r}\n" for c, p, t, r in rows))
+        write_lesion_tables(lesions, cases, lesion_summary(lesions, cases), folder)
+        folders.append(folder)
+    s = ct_scores(folders)
+    assert (s["cases"], s["cases_with_tumour"]) == (3, 2)
+    assert s["dice_pancreas"] == pytest.approx(0.8) and s["dice_tumour_cases_with_tumour"] == pytest.approx(0.25)
+    assert (s["lesions"], s["lesion_sensitivity"], s["lesions_goal_bin"]) == (2, 0.5, 1)
+    assert s["fp_components_per_case"] == 0.333 and s["case_auroc"] == 1.0  # rounded to 3 decimals

@@ -114,8 +114,9 @@ def single_input(scans, tmp_path_factory):
 
 
 def test_probabilities_and_attention_maps_in_the_scans_space(single_input, two_checkpoints, tmp_path):
+    # min_lesion_ml 0: no post-processing, so that the label map is exactly the argmax of the probabilities
     run_inference(input=single_input, ckpt_dir=two_checkpoints[0], output_dir=tmp_path, save_probabilities=True,
-                  save_attention=True, amp="float32")
+                  save_attention=True, amp="float32", min_lesion_ml=0)
     out, shape = _outputs(tmp_path), nib.load(single_input).shape
     assert out["prob"].shape == (*shape, 3) and out["attention"].shape == (*shape, 2)  # classes; gated levels 1, 2
     np.testing.assert_allclose(out["prob"].sum(-1), 1.0, atol=1e-4)

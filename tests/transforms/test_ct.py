@@ -45,9 +45,13 @@ def test_ct_postprocess_keeps_the_largest_pancreas_and_tumour_component():
     pred[0, 6:9, 6:9, 3:6] = 2  # ... with its tumour inside: kept together
     pred[0, 18:21, 18:21, 8:10] = 1  # a stray island of "pancreas"
     pred[0, 14:16, 2:4, 2:4] = 2  # a stray island of "tumour"
-    unchanged = _fragment_postprocess("pancreas_ct")({"pred": pred.clone()})["pred"]  # off by default
+    unchanged = _fragment_postprocess("pancreas_ct", min_lesion_ml=0)({"pred": pred.clone()})["pred"]  # both off
     assert torch.equal(torch.as_tensor(unchanged), pred)
-    out = _fragment_postprocess("pancreas_ct", keep_largest_component=True)({"pred": pred.clone()})["pred"]
+    # by default predicted tumour components under 1 ml become pancreas (1 mm voxels here: both tumours are tiny)
+    default = torch.as_tensor(_fragment_postprocess("pancreas_ct")({"pred": pred.clone()})["pred"])
+    assert not (default == 2).any() and default[0, 15, 3, 3] == 1 and torch.equal(default > 0, pred > 0)
+    out = _fragment_postprocess("pancreas_ct", keep_largest_component=True, min_lesion_ml=0)(
+        {"pred": pred.clone()})["pred"]
     expected = pred.clone()
     expected[0, 18:21, 18:21, 8:10] = 0
     expected[0, 14:16, 2:4, 2:4] = 0
