@@ -26,7 +26,8 @@ from pipeline.evaluation.case_metrics import (
 logger = logging.getLogger(__name__)
 
 
-def _case_name(item: dict, index: int) -> str:
+def item_case_name(item: dict, index: int) -> str:
+    """The case id of an evaluator output item (from its image, pred or label file name), else ``case_<index>``."""
     for key in ("image", "pred", "label"):
         meta = getattr(item.get(key), "meta", None) or {}
         name = meta.get("filename_or_obj")
@@ -76,7 +77,7 @@ class CaseMetricsHandler:
         for item in items:
             pred, label = item["pred"], item["label"]
             spatial_dims = pred.ndim - 1
-            row: dict = {"case": _case_name(item, len(self.rows))}
+            row: dict = {"case": item_case_name(item, len(self.rows))}
             row.update(
                 case_metrics(
                     torch.as_tensor(pred), torch.as_tensor(label), self.class_names, self.hd95,

@@ -18,7 +18,7 @@ from pipeline.evaluation.lesions import (
     lesion_summary,
     write_lesion_tables,
 )
-from pipeline.handlers.case_metrics import _case_name
+from pipeline.handlers.case_metrics import item_case_name
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class LesionMetricsHandler:
                 _labels(item["pred"]), _labels(label), int(self.lesion_class),
                 spacing_of(torch.as_tensor(label), torch.as_tensor(label).ndim - 1), image=hu,
                 gland_labels=self.gland_classes, max_prob=float(item.get(self.prob_key, float("nan"))),
-                case=_case_name(item, len(self.cases)), min_iou=self.min_iou, shell_mm=self.shell_mm)
+                case=item_case_name(item, len(self.cases)), min_iou=self.min_iou, shell_mm=self.shell_mm)
             self.lesions += rows
             self.cases.append(case)
 
