@@ -65,14 +65,16 @@ def _image_dir(label_dir: Path, image_dir: str | Path | None) -> Path | None:
     return None
 
 
-def _aux(folder: Path | None, cid: str, suffix: str = "") -> Path | None:
-    """The file of case ``cid`` (+ ``suffix``) in ``folder`` (an MSD image may carry ``_0000``), if there is one."""
+def _by_case_id(folder: Path | None) -> dict[str, Path]:
+    """The image files of ``folder`` by case id (none when there is no such folder), listed once per evaluation."""
     if folder is None or not folder.is_dir():
-        return None
-    for p in image_files(folder).values():
-        if case_id(p) in (cid + suffix, cid + "_0000" + suffix, cid + "_seg" + suffix):
-            return p
-    return None
+        return {}
+    return {case_id(p): p for p in image_files(folder).values()}
+
+
+def _aux(files: dict[str, Path], cid: str, suffix: str = "") -> Path | None:
+    """The file of case ``cid`` (+ ``suffix``) among ``files`` (an MSD image may carry ``_0000``), if there is one."""
+    return next((files[k] for k in (cid + suffix, cid + "_0000" + suffix, cid + "_seg" + suffix) if k in files), None)
 
 
 def _load(path: Path):
@@ -111,7 +113,8 @@ def evaluate_folders(
     if extra:
         raise PipelineError(f"{label_dir}: no label for prediction(s) {', '.join(extra[:5])} in {pred_dir}")
     n_classes = len(class_names) + 1
-    images = _image_dir(Path(label_dir), image_dir) if lesion_class is not None else None
+    images = _by_case_id(_image_dir(Path(label_dir), image_dir) if lesion_class is not None else None)
+    probs = _by_case_id(Path(pred_dir) if lesion_class is not None else None)
     rows, lesions, lesion_cases = [], [], []
     for cid in sorted(labels):
         label, pred = _load(labels[cid]), _load(preds[cid])
@@ -128,7 +131,7 @@ def evaluate_folders(
                                 nsd_tolerance=nsd_tolerance))
         rows.append(row)
         if lesion_class is not None:
-            found, case = _lesions(pred, label, cid, lesion_class, gland_classes, images, Path(pred_dir))
+            found, case = _lesions(pred, label, cid, lesion_class, gland_classes, images, probs)
             lesions += found
             lesion_cases.append(case)
     summary = summarise(rows, metric_keys(class_names, hd95, extended=True))
@@ -139,10 +142,10 @@ def evaluate_folders(
     return summary
 
 
-def _lesions(pred, label, cid: str, lesion_class: int, gland_classes: Sequence[int], images: Path | None,
-             pred_dir: Path) -> tuple[list[dict], dict]:
+def _lesions(pred, label, cid: str, lesion_class: int, gland_classes: Sequence[int], images: dict[str, Path],
+             probs: dict[str, Path]) -> tuple[list[dict], dict]:
     """Lesion rows and case row of one pair; the image (contrast) and the probability map (case score) if found."""
-    image_file, prob_file = _aux(images, cid), _aux(pred_dir, cid, "_prob")
+    image_file, prob_file = _aux(images, cid), _aux(probs, cid, "_prob")
     image = _load(image_file)[0].numpy().astype(np.float32) if image_file else None
     if image is not None and image.shape != tuple(label.shape[1:]):
         raise PipelineError(f"{image_file}: shape {image.shape} differs from its label's {tuple(label.shape[1:])}")
