@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.data.prepare import ensure_dataset
 
 __all__ = ["DEVELOPMENT", "FINAL_TEST", "GeneratedSet", "ensure_generated"]
 
@@ -54,18 +54,7 @@ FINAL_TEST: dict[str, tuple[GeneratedSet, ...]] = {
 
 
 def ensure_generated(data_set: GeneratedSet, root: str | Path) -> Path:
-    """``root/<name>``, generated first if it holds no data set (an existing one is used as it is)."""
+    """``root/<name>``, generated first (``pipeline.data.prepare``'s generators) if it holds no data set; an existing
+    one is used as it is."""
     out = Path(root) / data_set.name
-    if (out / "dataset.json").is_file():
-        return out
-    if data_set.generator == "pancreas_phantom":
-        from pipeline.data.phantom import make_pancreas_dataset
-
-        make_pancreas_dataset(out, **data_set.kwargs)
-    elif data_set.generator == "shapes2d":
-        from pipeline.data.shapes2d import make_shapes
-
-        make_shapes(out, **data_set.kwargs)
-    else:
-        raise PipelineError(f"{data_set.name}: unknown generator {data_set.generator!r}")
-    return out
+    return Path(ensure_dataset(out, out, data_set.generator, **data_set.kwargs))

@@ -25,7 +25,7 @@ def test_ensure_generated_makes_a_set_once(tmp_path):
     before = (out / "dataset.json").stat().st_mtime_ns
     assert ensure_generated(small, tmp_path) == out and (out / "dataset.json").stat().st_mtime_ns == before
     assert "tumour_contrast=published" in (out / "dataset.json").read_text()
-    with pytest.raises(PipelineError, match="unknown generator"):
+    with pytest.raises(PipelineError, match="unknown data generator"):
         ensure_generated(GeneratedSet("x", "nope"), tmp_path)
 
 
