@@ -67,8 +67,21 @@ def _parser() -> argparse.ArgumentParser:
                         "model's training augmentation flipped, none for the CT recipe)")
     r.add_argument("--save-probabilities", action="store_true", help="also write the softmax probabilities")
     r.add_argument("--save-attention", action="store_true", help="also write the attention maps (AttentionUNet)")
+    r.add_argument("--pred-naming", default=None, choices=("pipeline", "nnunet"),
+                   help="prediction file names: pipeline (default) <input>_seg.nii.gz, nnunet <case>.nii.gz (the "
+                        "input's name without nnU-Net's _0000)")
     r.add_argument("--series-uid", default=None, help="DICOM: the SeriesInstanceUID to segment (default: most slices)")
     r.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
+    v = sub.add_parser("convert", help="convert a data set between the MSD and nnU-Net v2 raw layouts (copies; the "
+                                       "source is not changed)")
+    v.add_argument("--to", required=True, choices=("nnunet", "msd"), help="the layout to write")
+    v.add_argument("src", help="the data set folder to convert (MSD with --to nnunet, nnU-Net v2 with --to msd)")
+    v.add_argument("dst", help="the new data set folder (must not exist or be empty); with --dataset-id the folder "
+                               "that receives DatasetXXX_Name")
+    v.add_argument("--dataset-id", type=int, default=None,
+                   help="--to nnunet: write DST/DatasetXXX_Name (nnU-Net's naming, e.g. 7 -> Dataset007_Pancreas)")
+    v.add_argument("--name", default=None,
+                   help="--to nnunet with --dataset-id: the Name part (default: SRC's folder name without TaskXX_)")
     t = sub.add_parser("study", help="the context-vs-precision study: models x data variants x seeds, ablations, 3D")
     t.add_argument("--out", required=True, help="results folder (runs.csv, results.md, plots); rerun to resume")
     t.add_argument("--quick", action="store_true", help="tiny data, 1 seed, 1 epoch: checks the machinery")
@@ -84,16 +97,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _class_names(label_dir: str) -> list[str]:
-    """Foreground class names from the dataset.json one level above ``label_dir`` (MSD layout)."""
+    """Foreground class names from the dataset.json one level above ``label_dir`` (MSD or nnU-Net v2 layout)."""
     import json
     from pathlib import Path
 
+    from pipeline.data.nnunet import label_classes
+
     path = Path(label_dir).resolve().parent / "dataset.json"
     try:
-        labels = json.loads(path.read_text())["labels"]
-        return [labels[k] for k in sorted(labels, key=int) if int(k) > 0]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise PipelineError(f"{label_dir}: give --classes (no readable dataset.json with 'labels' at {path})") from None
+        names = label_classes(json.loads(path.read_text())["labels"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        names = None
+    if not names:
+        raise PipelineError(f"{label_dir}: give --classes (no readable dataset.json with 'labels' naming the values "
+                            f"1..n at {path})")
+    return names
 
 
 LESION_NAMES = ("tumour", "tumor", "cancer", "lesion", "mass")
@@ -154,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             if lesions:
                 print(format_lesion_summary(lesions))  # type: ignore[arg-type]
             print(f"wrote metrics_per_case.csv, metrics_summary.csv/.json/.md{', lesions.csv, lesion_summary.json/.md' if lesions else ''} to {args.out}")
+        elif args.command == "convert":
+            from pipeline.data.nnunet_convert import convert_dataset
+
+            out = convert_dataset(args.src, args.dst, args.to, dataset_id=args.dataset_id, name=args.name)
+            print(f"wrote the {args.to} data set {out} (dataset.json last)")
         elif args.command == "predict":
             from pipeline.apps.predict import predict
 

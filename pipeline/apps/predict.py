@@ -70,6 +70,8 @@ def bundle_command(args: argparse.Namespace) -> list[str]:
         keys["save_probabilities"] = True
     if args.save_attention:
         keys["save_attention"] = True
+    if getattr(args, "pred_naming", None):
+        keys["pred_naming"] = args.pred_naming
     if args.series_uid:
         keys["series_uid"] = args.series_uid
     if args.device:

@@ -153,10 +153,12 @@ def _read_header(path: Path) -> ImageHeader:
 
         try:
             with Image.open(path) as im:
-                size, mode = im.size, im.mode
+                size, mode, frames = im.size, im.mode, int(getattr(im, "n_frames", 1))
                 im.verify()  # chunk CRCs etc. without decoding pixels
         except Exception as e:  # noqa: BLE001
             raise _Problem(f"unreadable image ({short_error(e)})") from e
+        if frames > 1:  # PIL (MONAI's PILReader) would read the first page only, silently
+            raise _Problem(f"multi-page image ({frames} pages, a 3D TIFF?) is not read here; convert it to NIfTI")
         return ImageHeader((int(size[0]), int(size[1])), (), None, mode)  # (W, H) as MONAI's PILReader
     if lower.endswith(ITK_EXTENSIONS):
         import SimpleITK as sitk

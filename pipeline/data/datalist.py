@@ -47,7 +47,7 @@ def load_datalist(
     if split == "test":
         entries = groups["test"]
         if entries is None:
-            what = "no 'test' list" if meta is not None else "no imagesTs/ folder"
+            what = "no 'test' list" if meta is not None and "training" in meta else "no imagesTs/ folder"
             raise PipelineError(f"{source}: {what}")
     elif groups["validation"] is not None:
         if num_folds > 1:

@@ -1,4 +1,5 @@
-"""Every case a data set folder lists: an MSD-style ``dataset.json`` or a plain folder of image/label pairs.
+"""Every case a data set folder lists: an MSD-style ``dataset.json``, an nnU-Net v2 raw folder (its dataset.json
+has ``channel_names`` and no case list; ``pipeline.data.nnunet``) or a plain folder of image/label pairs.
 
 Paths follow ``monai.data.load_decathlon_datalist`` semantics (relative to the data set folder, "image" may be a
 list of files for several channels, extra keys pass through). Structure, paths and duplicates are validated here:
@@ -14,6 +15,7 @@ from typing import Any
 
 from pipeline.data.case_files import check_case_files
 from pipeline.data.cases import IMAGE_EXTENSIONS, case_id, image_files
+from pipeline.data.nnunet import is_nnunet_meta, nnunet_cases
 from pipeline.errors import PipelineError
 from pipeline.schema import check_schema, int_list, integers, load_json_file
 
@@ -135,6 +137,7 @@ SCHEMA: dict[str, Any] = {
         "modality": _NAMES, "channel_names": _NAMES,
         "numTraining": integers(0, 10**7), "numTest": integers(0, 10**7),
         "file_ending": {"type": "string", "maxLength": 20},
+        "overwrite_image_reader_writer": {"type": "string", "maxLength": 100},
         **{k: {"type": "array", "maxItems": 10**6} for k in SPLITS},
     },
 }
@@ -215,6 +218,18 @@ def _entries_from_json(root: Path, source: Path, meta: dict) -> dict[str, list[D
     return groups
 
 
+def _entries_from_nnunet(root: Path, source: Path, meta: dict) -> dict[str, list[DataEntry] | None]:
+    """Entries of an nnU-Net v2 raw folder: one per case, its channel files as a list when there are several."""
+    groups: dict[str, list[DataEntry] | None] = {}
+    for key, cases in nnunet_cases(root, meta, source).items():
+        groups[key] = None if cases is None else [
+            DataEntry(c.case, c.images, c.label, f"{c.folder}/{c.case}", root, image_is_list=len(c.images) > 1)
+            for c in cases
+        ]
+    _check_duplicates(groups, source)
+    return groups
+
+
 def _entries_from_folder(root: Path) -> dict[str, list[DataEntry] | None]:
     """Pairs from imagesTr/+labelsTr/ (test: imagesTs/ [+labelsTs/]) or images/+labels/, matched by file name."""
     for image_dir, label_dir in PLAIN_LAYOUTS:
@@ -253,7 +268,8 @@ def _entries_from_folder(root: Path) -> dict[str, list[DataEntry] | None]:
 
 
 def dataset_entries(dataset_dir: str | Path) -> DatasetEntries:
-    """List every case of a data set folder (dataset.json, else imagesTr/+labelsTr/ or images/+labels/).
+    """List every case of a data set folder (dataset.json of MSD or nnU-Net v2, else imagesTr/+labelsTr/ or
+    images/+labels/).
 
     Structure, paths and duplicates are validated (PipelineError naming dataset.json or the file); the
     files themselves are not read: ``DataEntry.check()`` does that per case.
@@ -262,7 +278,8 @@ def dataset_entries(dataset_dir: str | Path) -> DatasetEntries:
     source = root / "dataset.json"
     if source.exists():
         meta = _read_json(source)
-        return DatasetEntries(root, meta, _entries_from_json(root, source, meta))
+        read = _entries_from_nnunet if is_nnunet_meta(meta) else _entries_from_json
+        return DatasetEntries(root, meta, read(root, source, meta))
     return DatasetEntries(root, None, _entries_from_folder(root))
 
 
@@ -273,5 +290,5 @@ def read_dataset_json(dataset_dir: str | Path) -> dict:
     if not source.is_file():
         raise PipelineError(f"{source}: not found")
     meta = _read_json(source)
-    _entries_from_json(root, source, meta)
+    (_entries_from_nnunet if is_nnunet_meta(meta) else _entries_from_json)(root, source, meta)
     return meta

@@ -1,7 +1,9 @@
 """Score a folder of predicted label maps against a folder of reference labels, in the images' own space.
 
 Pairs are matched by case id (file name without its image extension; a ``_seg`` / ``_pred`` suffix on a prediction
-is ignored, so ``pancreas_001_seg.nii.gz`` meets ``pancreas_001.nii.gz``). Both are read with MONAI's ``LoadImage``;
+is ignored, so ``pancreas_001_seg.nii.gz`` meets ``pancreas_001.nii.gz``, as does nnU-Net's ``pancreas_001.nii.gz``;
+so is the channel suffix of ``pancreas_001_0000_seg.nii.gz``, when no label carries it). Both are read with MONAI's
+``LoadImage``;
 a pair whose shapes or voxel-to-world affines differ is refused in one line, since a metric between two grids that do
 not coincide measures the resampling, not the segmentation. Distances are in mm from the label's affine.
 
@@ -42,6 +44,17 @@ def _prediction_id(path: Path) -> str:
         if cid.endswith(suffix) and len(cid) > len(suffix):
             return cid[: -len(suffix)]
     return cid
+
+
+def _without_channel_suffix(preds: dict[str, Path], labels: dict[str, Path]) -> dict[str, Path]:
+    """Prediction ids ``<case>_0000`` (an input named the nnU-Net way, written with ``_seg``) renamed ``<case>`` where
+    only that matches a label."""
+    out = {}
+    for cid, path in preds.items():
+        base = cid[:-5]
+        renamed = cid.endswith("_0000") and cid not in labels and base in labels and base not in preds
+        out[base if renamed else cid] = path
+    return out
 
 
 def _files(folder: str | Path, what: str) -> dict[str, Path]:
@@ -106,6 +119,7 @@ def evaluate_folders(
     until every pair has been checked and scored.
     """
     preds, labels = _files(pred_dir, "prediction"), _files(label_dir, "label")
+    preds = _without_channel_suffix(preds, labels)
     missing = sorted(set(labels) - set(preds))
     extra = sorted(set(preds) - set(labels))
     if missing:

@@ -94,16 +94,22 @@ class CaseLog:
             logger.info("segmented %d case(s) in %.1f s", len(self._times), sum(self._times))
 
 
-def check_outputs(cases: list[Mapping[str, Any]], pred_dir: str | Path, pred_ext: str) -> None:
+def check_outputs(cases: list[Mapping[str, Any]], pred_dir: str | Path, pred_ext: str,
+                  pred_naming: str = "pipeline") -> None:
     """Refuse, in one line and before any case runs, outputs that would overwrite an input or each other.
 
     Predictions are ``<pred_dir>/<name>_seg<pred_ext>`` (and ``_prob``/``_attention``), ``<name>`` being the file
-    name without its extension as MONAI's SaveImaged takes it. Refused: ``pred_dir`` being a folder that holds
-    inputs (a label ``case_seg.nii.gz`` beside ``case.nii.gz`` would be overwritten, and a later run would take the
-    predictions for scans), and two inputs giving one output name (``case.nii`` and ``case.nii.gz``).
+    name without its extension as MONAI's SaveImaged takes it (``pred_naming`` nnunet: ``<name><pred_ext>``, a
+    ``_0000`` channel suffix removed from ``<name>``, see ``pipeline.inference.writing``). Refused: ``pred_dir``
+    being a folder that holds inputs (a label ``case_seg.nii.gz`` beside ``case.nii.gz`` would be overwritten, and a
+    later run would take the predictions for scans), and two inputs giving one output name (``case.nii`` and
+    ``case.nii.gz``).
     """
     from monai.data.utils import create_file_basename
 
+    from pipeline.inference.writing import nnunet_name, pred_postfix
+
+    postfix = pred_postfix(pred_naming)
     out = Path(pred_dir).expanduser().resolve()
     seen: dict[str, str] = {}
     for case in cases:
@@ -114,7 +120,8 @@ def check_outputs(cases: list[Mapping[str, Any]], pred_dir: str | Path, pred_ext
                 f"{out}: the predictions would be written beside the input {source.name} (over files such as its "
                 "label, and taken for inputs by the next run): choose another --output_dir"
             )
-        name = create_file_basename("seg", str(source), str(out), separate_folder=False, makedirs=False)
+        subject = nnunet_name(str(source)) if pred_naming == "nnunet" else str(source)
+        name = create_file_basename(postfix, subject, str(out), separate_folder=False, makedirs=False)
         if name in seen:
             raise PipelineError(
                 f"{source} and {seen[name]} would both be written to {name}{pred_ext}: rename one of them or "

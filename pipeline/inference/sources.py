@@ -23,6 +23,7 @@ from monai.utils import MetaKeys, SpaceKeys
 
 from pipeline.data.case_files import SINGLE_CHANNEL_MODES, read_header
 from pipeline.data.cases import ITK_EXTENSIONS, NIFTI_EXTENSIONS, PIL_EXTENSIONS, image_files
+from pipeline.data.nnunet import group_channel_files
 from pipeline.errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ def sitk_affine(image: Any) -> np.ndarray:
 
 class SimpleITKReader(ImageReader):
     """MONAI ImageReader on SimpleITK: DICOM series folders (``series_uid`` or the largest series) and
-    MetaImage/NRRD files. Arrays come in ITK index order (i, j, k), the affine in RAS, as NibabelReader gives them.
+    MetaImage/NRRD files, one file or a list of one-channel files (nnU-Net's ``<case>_0000.nrrd``, ``_0001``...)
+    stacked as channels. Arrays come in ITK index order (i, j, k), the affine in RAS, as NibabelReader gives them.
     """
 
     def __init__(self, series_uid: str | None = None) -> None:
@@ -99,15 +101,21 @@ class SimpleITKReader(ImageReader):
         self.series_uid = series_uid or None
 
     def verify_suffix(self, filename: Sequence[str] | str) -> bool:
-        """A single folder (DICOM series) or a MetaImage/NRRD file."""
+        """A single folder (DICOM series), or MetaImage/NRRD files."""
         names = [str(f) for f in (filename if isinstance(filename, (list, tuple)) else [filename])]
-        return len(names) == 1 and (Path(names[0]).is_dir() or names[0].lower().endswith(ITK_EXTENSIONS))
+        if len(names) == 1 and Path(names[0]).is_dir():
+            return True
+        return bool(names) and all(n.lower().endswith(ITK_EXTENSIONS) for n in names)
 
     def read(self, data: Sequence[str] | str, **kwargs: Any) -> Any:
-        """Read the series (folder) or file with SimpleITK; one-line PipelineError if it cannot be read."""
+        """Read the series (folder) or file(s) with SimpleITK; one-line PipelineError if one cannot be read."""
+        if isinstance(data, (list, tuple)) and len(data) > 1:
+            return [self.read(str(d)) for d in data]
+        return self._read_one(str(data[0] if isinstance(data, (list, tuple)) else data))
+
+    def _read_one(self, path: str) -> Any:
         import SimpleITK as sitk
 
-        path = str(data[0] if isinstance(data, (list, tuple)) else data)
         try:
             with keep_locale():
                 if Path(path).is_dir():
@@ -124,6 +132,13 @@ class SimpleITKReader(ImageReader):
         """(array in i, j, k order with components last, meta dict with the RAS affine and spatial shape)."""
         import SimpleITK as sitk
 
+        if isinstance(img, list):  # one file per channel: stacked in front, as NibabelReader stacks a list
+            arrays, metas = zip(*(self.get_data(i) for i in img))
+            if any(a.shape != arrays[0].shape for a in arrays):
+                raise PipelineError(f"channel files of one case differ in shape: {[a.shape for a in arrays]}")
+            meta = dict(metas[0])
+            meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+            return np.stack(arrays, axis=0), meta
         array = sitk.GetArrayFromImage(img)  # (k, j, i[, components])
         ndim = img.GetDimension()
         array = np.transpose(array, tuple(range(ndim))[::-1] + tuple(range(ndim, array.ndim)))
@@ -195,9 +210,11 @@ def check_layout(path: str | Path, spatial_dims: int, channels: int, series_uid:
 
 def inference_inputs(
     source: str | Path, spatial_dims: int, channels: int = 1, series_uid: str | None = None
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """The cases to segment, ``[{"image": path}]``: an image file, every image file in a folder, or a folder's
-    DICOM series. Every input's header is checked first, so bad input stops the run before anything is written."""
+    DICOM series. A folder named the nnU-Net way (``<case>_0000``, ``<case>_0001``... for each of the network's
+    ``channels``) gives one case per ``<case>``, its files as channels (``"image": [paths]`` when there are several).
+    Every input's header is checked first, so bad input stops the run before anything is written."""
     path = Path(source).expanduser()
     if not path.exists():
         raise PipelineError(f"{path}: input not found (give an image file, a folder of images or a DICOM folder)")
@@ -214,6 +231,13 @@ def inference_inputs(
         if not files:
             select_series(path, series_uid, log=True)
             files = [path]
+    groups = group_channel_files(files, channels) if channels > 1 and path.is_dir() and files != [path] else None
+    if groups is not None:
+        for case_files in groups.values():
+            for f in case_files:
+                check_layout(f, spatial_dims, 1, series_uid)
+        logger.info("inference input %s: %d case(s) of %d channel files (nnU-Net naming)", path, len(groups), channels)
+        return [{"image": [str(f.resolve()) for f in case_files]} for case_files in groups.values()]
     for f in files:
         check_layout(f, spatial_dims, channels, series_uid)
     logger.info("inference input %s: %d case(s)", path, len(files))

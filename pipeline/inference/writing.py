@@ -14,8 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from monai.data.folder_layout import default_name_formatter
 from monai.transforms import SaveImaged
 
+from pipeline.data.cases import case_id
+from pipeline.errors import PipelineError
 from pipeline.fileio import WriteError, commit, is_write_failure, temporary_name
 
 
@@ -67,4 +70,47 @@ class AtomicSaveImaged(SaveImaged):
             raise e.error from None
 
 
-__all__ = ["AtomicSaveImaged", "atomic_writer"]
+#: ``pred_naming``: ``pipeline`` writes ``<input name>_seg<ext>``; ``nnunet`` writes ``<case><ext>``, the input's name
+#: without nnU-Net's channel suffix ``_0000`` (and ``<case>_prob``/``_attention`` beside it), so that nnU-Net's tools
+#: and ``python -m pipeline evaluate`` pair predictions with ``labelsTs/<case><ext>`` by name
+PRED_NAMINGS = ("pipeline", "nnunet")
+
+
+def check_pred_naming(naming: str) -> str:
+    """``naming`` if it is one of PRED_NAMINGS, else a one-line PipelineError."""
+    if naming not in PRED_NAMINGS:
+        raise PipelineError(f"pred_naming {naming!r}: expected one of {', '.join(PRED_NAMINGS)}")
+    return naming
+
+
+def pred_postfix(naming: str) -> str:
+    """SaveImaged's ``output_postfix`` of the label map for a ``pred_naming``: "seg", or "" for nnunet."""
+    return "seg" if check_pred_naming(naming) == "pipeline" else ""
+
+
+def nnunet_name(name: str) -> str:
+    """An input's file name (or path) without nnU-Net's first-channel suffix: ``x/la_003_0000.nii.gz`` ->
+    ``x/la_003.nii.gz``; other names unchanged."""
+    path = Path(name)
+    cid = case_id(path)
+    if len(cid) > 5 and cid.endswith("_0000"):
+        return str(path.with_name(cid[:-5] + path.name[len(cid):]))
+    return name
+
+
+def nnunet_name_formatter(metadict: dict, saver: Any) -> dict:
+    """SaveImaged's ``output_name_formatter`` for ``pred_naming`` nnunet (MONAI's default, ``_0000`` removed)."""
+    kwargs = default_name_formatter(metadict, saver)
+    kwargs["subject"] = nnunet_name(kwargs["subject"])
+    return kwargs
+
+
+def pred_name_formatter(naming: str) -> Any:
+    """SaveImaged's ``output_name_formatter`` for a ``pred_naming`` (None: MONAI's default)."""
+    return nnunet_name_formatter if check_pred_naming(naming) == "nnunet" else None
+
+
+__all__ = [
+    "PRED_NAMINGS", "AtomicSaveImaged", "atomic_writer", "check_pred_naming", "nnunet_name",
+    "nnunet_name_formatter", "pred_name_formatter", "pred_postfix",
+]

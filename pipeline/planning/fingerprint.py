@@ -136,7 +136,7 @@ def _summary(values: np.ndarray, digits: int = 3) -> dict[str, list[float]]:
 
 def _declared_modality(dataset_dir: str | Path) -> str | None:
     meta = dataset_entries(dataset_dir).meta or {}
-    modality = meta.get("modality")
+    modality = meta.get("modality") or meta.get("channel_names")  # MSD, nnU-Net v2
     if isinstance(modality, dict) and modality:
         first = modality.get("0", next(iter(modality.values())))
         return str(first) if first is not None else None
