@@ -31,6 +31,13 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               "about 17 min per CT seed, 12 min per shapes seed on 2 CPU cores"),
     Benchmark("recipes", "bundle recipes as config overrides: validation curves against time and held-out scores "
               "(--task ct|shapes)", "10-30 min per recipe and seed on 2 CPU cores; resumable"),
+    Benchmark("cascade", "the coarse-to-fine cascade (stage 2 trained on crops of the gland at 2/3 of the plan's "
+              "spacing) against one-stage recipes, all scored in the scans' own space on the CT development set of 36",
+              "about 15 min per stage 2 and 3-5 min of inference per model on 2 CPU cores; resumable"),
+    Benchmark("nnunet_side_by_side", "nnU-Net v2 (its own plan, trainer and predictor, in its own virtual "
+              "environment) against the attn_unet bundle on the same data, machine and wall-clock budget, both scored "
+              "by this project's evaluation; plans and learning curves side by side",
+              "about 70 min on 2 CPU cores (15 min training each, nnU-Net predicts 5-7 min per case); --quick: 5 min"),
     Benchmark("train_throughput", "training images/s and peak memory per process, 1 against N torchrun processes",
               "2-3 min per process count (attn_unet, 4 epochs); --quick: seconds"),
     Benchmark("attn_unet_inference", "inference.json on a 512x512x300 CT: case time and peak memory (TTA, overlaps)",

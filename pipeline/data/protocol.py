@@ -4,7 +4,9 @@
   checkpoint (``model.pt``) and nothing else.
 - **development**: where recipes are compared (``python -m benchmarks run recipes``). CT: the 4 test phantoms of the
   default data plus 8 phantoms of generator seed 1000 (the "held-out 12" of earlier results, scored by every recipe
-  comparison, hence development data now); shapes: the default data's 100 test images.
+  comparison, hence development data now); shapes: the default data's 100 test images. ``DEVELOPMENT_CT_36`` is
+  the CT development set enlarged for tumour work: the same 4 test phantoms and 32 of seed 1000, whose first 8 are
+  the 8 above (same files: every case has its own seed); the 12 held 7 tumours, too few to rank recipes on.
 - **final test**: generated once from the seeds below, scored only by ``python -m benchmarks run final_test``, once
   per bundle version, never while choosing anything. CT: 30 phantoms (about 40 % without a tumour, as the generator
   draws them, for the case-level AUROC), once with the published tumour-contrast distribution and once, same anatomy,
@@ -21,7 +23,7 @@ from typing import Any
 
 from pipeline.data.prepare import ensure_dataset
 
-__all__ = ["DEVELOPMENT", "FINAL_TEST", "GeneratedSet", "ensure_generated"]
+__all__ = ["DEVELOPMENT", "DEVELOPMENT_CT_36", "FINAL_TEST", "GeneratedSet", "ensure_generated"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ DEVELOPMENT: dict[str, tuple[GeneratedSet, ...]] = {
            GeneratedSet("unseen_phantoms", "pancreas_phantom", {"n": 1, "n_test": 8, "seed": 1000})),
     "shapes": (GeneratedSet("shapes2d", "shapes2d", {"n": 1000, "seed": 0}),),
 }
+
+DEVELOPMENT_CT_36: tuple[GeneratedSet, ...] = (
+    DEVELOPMENT["ct"][0],
+    GeneratedSet("unseen_phantoms_32", "pancreas_phantom",
+                 {"n": 1, "n_test": 32, "seed": 1000, "tumour_contrast": "published"}),
+)
 
 FINAL_TEST_SEED_CT = 20261207
 FINAL_TEST_SEED_SHAPES = 20261208

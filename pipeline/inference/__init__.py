@@ -32,6 +32,8 @@ _WHERE = {
     "nnunet_name_formatter": "writing",
     "pred_name_formatter": "writing",
     "pred_postfix": "writing",
+    "coarse_region": "cascade",
+    "with_coarse": "cascade",
     "CaseLog": "outputs",
     "ProbabilitiesToLabeld": "outputs",
     "check_outputs": "outputs",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.data.phantom import case_seed, generate_case
-from pipeline.data.protocol import DEVELOPMENT, FINAL_TEST, GeneratedSet, ensure_generated
+from pipeline.data.protocol import DEVELOPMENT, DEVELOPMENT_CT_36, FINAL_TEST, GeneratedSet, ensure_generated
 from pipeline.errors import PipelineError
 
 
@@ -14,9 +14,13 @@ def test_final_test_sets_are_large_enough_and_apart_from_development():
     assert (ct.kwargs["tumour_contrast"], ct_v1.kwargs["tumour_contrast"]) == ("published", "v1")
     (shapes,) = FINAL_TEST["shapes"]
     assert round(shapes.kwargs["n"] * shapes.kwargs["test_fraction"]) >= 200
-    dev_seeds = {s.kwargs["seed"] for sets in DEVELOPMENT.values() for s in sets}
+    dev_seeds = {s.kwargs["seed"] for sets in (*DEVELOPMENT.values(), DEVELOPMENT_CT_36) for s in sets}
     final_seeds = {s.kwargs["seed"] for sets in FINAL_TEST.values() for s in sets}
     assert not dev_seeds & final_seeds
+    # the enlarged development set holds the 12 (same test phantoms; the 8 unseen are its first 8, same seed)
+    (test4, unseen8), (same_test4, unseen32) = DEVELOPMENT["ct"], DEVELOPMENT_CT_36
+    assert same_test4 == test4 and unseen32.kwargs["seed"] == unseen8.kwargs["seed"]
+    assert unseen32.kwargs["n"] == unseen8.kwargs["n"] and unseen32.kwargs["n_test"] > 3 * unseen8.kwargs["n_test"]
 
 
 def test_ensure_generated_makes_a_set_once(tmp_path):

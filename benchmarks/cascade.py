@@ -1,0 +1,196 @@
+"""The coarse-to-fine cascade against one-stage recipes, every model scored in the scans' own space on the enlarged
+CT development set (``pipeline.data.protocol.DEVELOPMENT_CT_36``: the 4 test phantoms and 32 of seed 1000).
+
+- **Stage 1** is a one-stage run of ``python -m benchmarks run recipes`` (its best ``model.pt``): the bundle segments
+  the whole scan on the plan's grid.
+- **Stage 2** is trained here: ``bundles/attn_unet/cascade_train.json`` on top of the bundle's recipe, a grid of 2/3
+  of the plan's spacing (the same patch in voxels, so the same cost per step) on crops of every case around its
+  pancreas (the label's bounding box plus 25 mm), so that every patch lies in or next to the gland and a third of
+  the voxel size goes to small tumours. At inference (``cascade_inference.json``) it crops each scan around the
+  largest connected component of stage 1's label map (same margin) and segments only there; its probabilities are
+  resampled into the scan's space, zero outside the crop (background).
+
+This is the crop-and-refine of Zhou et al. 2017 (and Yu et al. 2018, RSTN) and nnU-Net's 3d_lowres ->
+3d_cascade_fullres, without nnU-Net's coarse segmentation as an extra input channel. The two files override the
+bundle's own config ids (``preprocessing#5``, the body crop, becomes a crop around the label; inference's crop
+follows the ``coarse`` key, ``pipeline.inference.cascade``).
+
+Every model is scored alike: ``inference.json`` writes label and probability maps on each scan's own grid, and
+``pipeline.evaluation.folders`` scores them against the labels (Dice, HD95, lesion detection): a finer grid gains
+nothing from being scored on its own grid.
+
+    python -m benchmarks run cascade --seeds 0 --runs /tmp/ct_recipes/runs --one-stage default tumour_w3
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import REPO, ct_scores, machine_header, quoted_argv, result_path, write_json, write_result
+from benchmarks.recipes import TRAIN_FINISHED, child_command, parse_curve
+
+CLASSES = ("pancreas", "tumour")
+STAGE2_TRAIN = ["bundles/attn_unet/train.json", "bundles/attn_unet/cascade_train.json"]
+STAGE2_INFER = ["bundles/attn_unet/inference.json", "bundles/attn_unet/cascade_inference.json"]
+
+
+def run_logged(cmd: list[str], log: Path) -> float:
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"failed, see {log}")
+    return time.perf_counter() - t0
+
+
+def infer(ckpt_dir: Path, dataset_dir: Path, pred_dir: Path, extra: dict[str, object], log: Path,
+          files: list[str] | None = None) -> float:
+    """inference.json (or ``files``) on the test split of ``dataset_dir`` (label and probability maps) in a child
+    process."""
+    overrides = {"ckpt_dir": str(ckpt_dir), "dataset_dir": str(dataset_dir), "infer_split": "test",
+                 "pred_dir": str(pred_dir), "save_probabilities": True, "progress": False, **extra}
+    cmd = [sys.executable, "-m", "benchmarks.cascade", "--child-infer", json.dumps(overrides)]
+    return run_logged(cmd + (["--child-files", *files] if files else []), log)
+
+
+def score(pred_dir: Path, dataset_dir: Path, eval_dir: Path) -> None:
+    from pipeline.evaluation.folders import evaluate_folders
+
+    evaluate_folders(pred_dir, dataset_dir / "labelsTs", eval_dir, CLASSES, lesion_class=2,
+                     image_dir=dataset_dir / "imagesTs")
+
+
+def train_stage2(seed: int, stage1: Path, root: Path, data: Path) -> dict[str, object]:
+    """Stage 2 for ``seed`` in ``root`` (skipped when a finished run is there): wall time and its validation curve."""
+    log = root / "train.log"
+    if not (log.is_file() and TRAIN_FINISHED in log.read_text() and (root / "models" / "model.pt").is_file()):
+        root.mkdir(parents=True, exist_ok=True)
+        start = dt.datetime.now()
+        cmd = child_command("ct", "default", seed, root, data, {}, STAGE2_TRAIN)
+        print(f"seed {seed}: training stage 2 ({log})", flush=True)
+        wall = run_logged(cmd, log)
+        (root / "train_wall_s.txt").write_text(f"{wall:.1f}\n")
+        (root / "started.txt").write_text(start.isoformat())
+    start = dt.datetime.fromisoformat((root / "started.txt").read_text())
+    curve = parse_curve(log.read_text(), start)
+    plan = json.loads((root / "models" / "plan.json").read_text())
+    return {"train_wall_s": float((root / "train_wall_s.txt").read_text()), "curve": curve,
+            "target_spacing": plan["target_spacing"]}
+
+
+def score_model(name: str, seed: int, work: Path, data_sets: list[Path], ckpt: Path,
+                stage2: Path | None = None) -> dict[str, object]:
+    """Inference and scores of one model (``ckpt``; with ``stage2`` the cascade on top of it) on every set."""
+    out = work / "scored" / f"{name}_s{seed}"
+    evals, seconds = [], 0.0
+    for d in data_sets:
+        done = out / d.name / "eval" / "metrics_summary.csv"
+        timing = out / d.name / "infer_s.txt"
+        if not done.is_file():
+            (out / d.name).mkdir(parents=True, exist_ok=True)
+            if stage2 is None:
+                t = infer(ckpt, d, out / d.name / "pred", {}, out / d.name / "infer.log")
+            else:
+                coarse = work / "scored" / f"default_s{seed}" / d.name / "pred"
+                if not coarse.is_dir():
+                    raise SystemExit(f"{coarse}: score stage 1 (--one-stage default) before the cascade")
+                t = infer(stage2, d, out / d.name / "pred", {"coarse_dir": str(coarse)}, out / d.name / "infer.log",
+                          STAGE2_INFER)
+                t += float((work / "scored" / f"default_s{seed}" / d.name / "infer_s.txt").read_text())
+            timing.write_text(f"{t:.1f}\n")
+            score(out / d.name / "pred", d, out / d.name / "eval")
+        seconds += float(timing.read_text())
+        evals.append(out / d.name / "eval")
+    n = sum(len(list((d / "imagesTs").iterdir())) for d in data_sets)
+    return {"model": name, "seed": seed, **ct_scores(evals), "infer_s_per_case": round(seconds / n, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--runs", default="/tmp/ct_recipes/runs",
+                    help="the recipes benchmark's runs folder (<recipe>_s<seed>/models/model.pt)")
+    ap.add_argument("--one-stage", nargs="*", default=["default"],
+                    help="recipes (already trained there) scored as they are; default is stage 1 of the cascade")
+    ap.add_argument("--no-cascade", action="store_true", help="score the one-stage recipes only")
+    ap.add_argument("--work", default="/tmp/ct_cascade")
+    ap.add_argument("--child-infer", help=argparse.SUPPRESS)
+    ap.add_argument("--child-files", nargs="*", default=["bundles/attn_unet/inference.json"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_infer:
+        from pipeline.apps.study.child import run_bundle
+
+        run_bundle(args.child_files, json.loads(args.child_infer))
+        return 0
+    from pipeline.data.protocol import DEVELOPMENT_CT_36, ensure_generated
+
+    work, runs = Path(args.work), Path(args.runs)
+    data_sets = [ensure_generated(s, runs.parent) for s in DEVELOPMENT_CT_36]
+    one_stage = list(dict.fromkeys(["default", *args.one_stage]))
+    rows, stage2_runs = [], {}
+    for seed in args.seeds:
+        for recipe in one_stage:
+            ckpt = runs / f"{recipe}_s{seed}" / "models"
+            if not (ckpt / "model.pt").is_file():
+                raise SystemExit(f"{ckpt}: no model.pt; train it first: python -m benchmarks run recipes "
+                                 f"--recipes {recipe} --seeds {seed} --work {runs.parent}")
+            rows.append({"model": recipe, **score_model(recipe, seed, work, data_sets, ckpt)})
+            print(json.dumps(rows[-1]), flush=True)
+        if not args.no_cascade:
+            stage2 = train_stage2(seed, runs / f"default_s{seed}", work / f"stage2_s{seed}", data_sets[0])
+            stage2_runs[seed] = stage2
+            row = score_model("cascade", seed, work, data_sets, runs / f"default_s{seed}" / "models",
+                              stage2=work / f"stage2_s{seed}" / "models")
+            rows.append({**row, "stage2_train_wall_s": round(stage2["train_wall_s"], 1)})
+            print(json.dumps(rows[-1]), flush=True)
+    write_report(args, rows, stage2_runs)
+    return 0
+
+
+def write_report(args: argparse.Namespace, rows: list[dict], stage2_runs: dict[int, dict]) -> None:
+    md = result_path("cascade", ".md")
+    lines = ["# Cascade and one-stage recipes on the enlarged CT development set, scored in the scans' own space", "",
+             machine_header(quoted_argv()), "",
+             "Development set: `pipeline.data.protocol.DEVELOPMENT_CT_36` (4 test phantoms of the default data and 32 "
+             "of generator seed 1000, published tumour contrast). Every model: `inference.json` (flip TTA as the "
+             "bundle infers, the plan's 1 ml tumour filter) writes label and probability maps on each scan's own "
+             "grid; `pipeline.evaluation.folders` scores them. Tumour Dice over the cases with a tumour; a lesion is "
+             "found at IoU > 0.1. Cascade: stage 1 = `default`, stage 2 = `bundles/attn_unet/cascade_train.json` "
+             "(2/3 of the plan's spacing, crops of the gland +/- 25 mm) and `cascade_inference.json`. Inference "
+             "seconds per case include stage 1 for the cascade.", "",
+             "| model | seed | pancreas Dice | tumour Dice | lesions found | found, >= 1 ml and >= 10 HU | "
+             "FP components / case | case AUROC | case AP | inference s / case |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['seed']} | {r['dice_pancreas']:.3f} | "
+                     f"{r['dice_tumour_cases_with_tumour']:.3f} | {r['lesion_sensitivity']:.3f} of {r['lesions']} | "
+                     f"{r['lesion_sensitivity_goal_bin']:.3f} of {r['lesions_goal_bin']} | "
+                     f"{r['fp_components_per_case']:.2f} | {r['case_auroc']:.3f} | {r['case_average_precision']:.3f} |"
+                     f" {r['infer_s_per_case']} |")
+    for seed, s in stage2_runs.items():
+        best = max(s["curve"], key=lambda p: p.get("val_mean_dice", -1)) if s["curve"] else {}
+        lines += ["", f"Stage 2, seed {seed}: trained in {s['train_wall_s']:.0f} s; best validation (on crops around "
+                  f"the labelled gland, so above what stage 1's crops give) epoch {best.get('epoch')}, "
+                  f"Dice pancreas {best.get('val_dice_pancreas', float('nan')):.3f}, tumour "
+                  f"{best.get('val_dice_tumour', float('nan')):.3f}; target spacing {s['target_spacing']} mm."]
+    write_result(md, lines)
+    curves = {str(seed): s["curve"] for seed, s in stage2_runs.items()}
+    cols = list(rows[0]) if rows else []
+    write_json("cascade", {f"{r['model']}_s{r['seed']}_{k}": r[k] for r in rows
+                           for k in ("dice_pancreas", "dice_tumour_cases_with_tumour", "lesion_sensitivity",
+                                     "case_auroc")},
+               lines=lines, report=md, tables={"scores": {"columns": cols, "rows": [[r.get(c) for c in cols]
+                                                                                  for r in rows]}},
+               title="Cascade and one-stage recipes, CT development set of 36, scored in the scans' own space")
+    folder = md.with_suffix("")  # beside the result: the stage-2 validation curves (result files are *.json)
+    folder.mkdir(exist_ok=True)
+    (folder / "stage2_curves.json").write_text(json.dumps(curves, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

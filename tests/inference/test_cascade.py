@@ -1,0 +1,91 @@
+"""The cascade's second stage: each scan paired with the first stage's label map, cropped around its main component,
+and the bundle files that configure both stages."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from pipeline.errors import PipelineError
+from pipeline.inference import coarse_region, with_coarse
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "attn_unet"
+
+
+def test_each_scan_gets_its_first_stage_label_map_in_either_naming(tmp_path):
+    coarse = tmp_path / "coarse"
+    coarse.mkdir()
+    for name in ("a_seg.nii.gz", "a_prob.nii.gz", "b.nii.gz"):  # pipeline naming for a, nnU-Net's for b
+        (coarse / name).write_bytes(b"")
+    cases = [{"image": "/scans/a.nii.gz"}, {"image": ["/scans/b_0000.nii.gz", "/scans/b_0001.nii.gz"]}]
+    out = with_coarse(cases, coarse)
+    assert [Path(c["coarse"]).name for c in out] == ["a_seg.nii.gz", "b.nii.gz"]
+    assert out[1]["image"] == cases[1]["image"]
+    with pytest.raises(PipelineError, match=r"c.nii.gz: no first-stage label map c_seg"):
+        with_coarse([{"image": "/scans/c.nii.gz"}], coarse)
+    with pytest.raises(PipelineError, match="coarse_dir is not set"):
+        with_coarse(cases, None)
+
+
+def test_crop_source_is_the_largest_component_or_the_whole_scan():
+    mask = torch.zeros(1, 20, 20, 8)
+    mask[0, 2:10, 2:10, 1:6] = 1  # the gland
+    mask[0, 15:17, 15:17, 3:5] = 2  # a stray false positive far from it
+    region = coarse_region(mask)
+    assert bool(region[0, 5, 5, 3]) and not bool(region[0, 16, 16, 4])
+    assert bool(coarse_region(torch.zeros(1, 4, 4, 4)).all())
+
+
+def test_cascade_files_refine_the_plan_and_crop_around_the_gland():
+    train = ConfigParser()
+    train.read_config([BUNDLE / "train.json", BUNDLE / "cascade_train.json"])
+    train.update({"plan": {"target_spacing": [1.86, 1.86, 3.72]}})
+    assert train.get_parsed_content("target_spacing") == [1.24, 1.24, 2.48]
+    assert train.get_parsed_content("preprocessing#5#margin") == [21, 21, 11]  # 25 mm
+    assert train["preprocessing#5#source_key"] == "label"
+    assert train.get_parsed_content("ckpt_dir").endswith("models_fine")
+    infer = ConfigParser()
+    infer.read_config([BUNDLE / "inference.json", BUNDLE / "cascade_inference.json"])
+    crop = infer["infer_preprocessing#4"]
+    assert crop["_target_"] == "CropForegroundd" and crop["source_key"] == "coarse"
+    assert all(infer[f"infer_preprocessing#{i}#keys"] == ["image", "coarse"] for i in (0, 2, 3))
+    assert np.allclose(infer.get_parsed_content("cascade_margin_mm"), 25.0)
+
+
+def test_second_stage_segments_only_around_the_first_stages_main_component(tmp_path):
+    """Both stages through the bundle files in this process: a bright blob far from the organ is labelled by stage 1
+    (a threshold stand-in) and left out by stage 2, whose crop follows the organ; the maps stay on the scan's grid."""
+    import nibabel as nib
+
+    from tests.checkpoints import write_checkpoint
+    from tests.inference.helpers import ThresholdNet, ct_like_volume, oblique_affine
+
+    hu, organ = ct_like_volume()
+    hu[2:5, 28:31, 5:8] = 200  # a stray bright blob, away from the organ
+    affine = oblique_affine(spacing=(2.0, 2.0, 4.0), flip=(False, False, False))
+    (tmp_path / "scans").mkdir()
+    nib.save(nib.Nifti1Image(hu, affine), tmp_path / "scans" / "ct.nii.gz")
+    ckpt = write_checkpoint(tmp_path / "ckpt", ThresholdNet())
+
+    def run(files: list[str], **overrides) -> None:
+        parser = ConfigParser()
+        parser.read_config([BUNDLE / f for f in files])
+        parser.update({"ckpt_dir": str(ckpt), "input": str(tmp_path / "scans"), "progress": False, "device": "cpu",
+                       "tta": False, **overrides})
+        try:
+            parser.get_parsed_content("initialize")
+            parser.get_parsed_content("run")
+        finally:
+            parser.get_parsed_content("finalize")
+
+    run(["inference.json"], pred_dir=str(tmp_path / "stage1"))
+    run(["inference.json", "cascade_inference.json"], pred_dir=str(tmp_path / "stage2"),
+        coarse_dir=str(tmp_path / "stage1"), cascade_margin_mm=4.0)
+    stage1 = nib.load(tmp_path / "stage1" / "ct_seg.nii.gz")
+    stage2 = nib.load(tmp_path / "stage2" / "ct_seg.nii.gz")
+    one, two = np.asarray(stage1.dataobj), np.asarray(stage2.dataobj)
+    assert one.shape == two.shape == hu.shape and np.allclose(stage2.affine, affine, atol=1e-4)
+    assert one[3, 29, 6] == 1 and two[3, 29, 6] == 0  # the blob: stage 1 only
+    inside = organ & (hu > 100)
+    assert (two[inside] == 1).mean() > 0.95 and (one[inside] == 1).mean() > 0.95
