@@ -26,26 +26,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from benchmarks.common import REPO, ct_scores, machine_header, quoted_argv, result_path, write_json, write_result
+from benchmarks.common import (ct_scores, machine_header, quoted_argv, result_path, run_checked, write_json,
+                               write_result)
 from benchmarks.recipes import TRAIN_FINISHED, child_command, parse_curve
 
 CLASSES = ("pancreas", "tumour")
-STAGE2_TRAIN = ["bundles/attn_unet/train.json", "bundles/attn_unet/cascade_train.json"]
+STAGE1_TRAIN = ["bundles/attn_unet/train.json"]
+STAGE2_TRAIN = [*STAGE1_TRAIN, "bundles/attn_unet/cascade_train.json"]
 STAGE2_INFER = ["bundles/attn_unet/inference.json", "bundles/attn_unet/cascade_inference.json"]
-
-
-def run_logged(cmd: list[str], log: Path) -> float:
-    t0 = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"failed, see {log}")
-    return time.perf_counter() - t0
 
 
 def infer(ckpt_dir: Path, dataset_dir: Path, pred_dir: Path, extra: dict[str, object], log: Path,
@@ -55,7 +46,7 @@ def infer(ckpt_dir: Path, dataset_dir: Path, pred_dir: Path, extra: dict[str, ob
     overrides = {"ckpt_dir": str(ckpt_dir), "dataset_dir": str(dataset_dir), "infer_split": "test",
                  "pred_dir": str(pred_dir), "save_probabilities": True, "progress": False, **extra}
     cmd = [sys.executable, "-m", "benchmarks.cascade", "--child-infer", json.dumps(overrides)]
-    return run_logged(cmd + (["--child-files", *files] if files else []), log)
+    return run_checked(cmd + (["--child-files", *files] if files else []), log)
 
 
 def score(pred_dir: Path, dataset_dir: Path, eval_dir: Path) -> None:
@@ -65,15 +56,16 @@ def score(pred_dir: Path, dataset_dir: Path, eval_dir: Path) -> None:
                      image_dir=dataset_dir / "imagesTs")
 
 
-def train_stage2(seed: int, stage1: Path, root: Path, data: Path) -> dict[str, object]:
-    """Stage 2 for ``seed`` in ``root`` (skipped when a finished run is there): wall time and its validation curve."""
+def train_stage(recipe: str, seed: int, root: Path, data: Path, files: list[str]) -> dict[str, object]:
+    """Train ``recipe`` with ``files`` (stage 1: train.json; stage 2: with cascade_train.json) for ``seed`` in
+    ``root``, skipped when a finished run is there: its wall time and validation curve."""
     log = root / "train.log"
     if not (log.is_file() and TRAIN_FINISHED in log.read_text() and (root / "models" / "model.pt").is_file()):
         root.mkdir(parents=True, exist_ok=True)
         start = dt.datetime.now()
-        cmd = child_command("ct", "default", seed, root, data, {}, STAGE2_TRAIN)
-        print(f"seed {seed}: training stage 2 ({log})", flush=True)
-        wall = run_logged(cmd, log)
+        cmd = child_command("ct", recipe, seed, root, data, {}, files)
+        print(f"seed {seed}: training {recipe} ({log})", flush=True)
+        wall = run_checked(cmd, log)
         (root / "train_wall_s.txt").write_text(f"{wall:.1f}\n")
         (root / "started.txt").write_text(start.isoformat())
     start = dt.datetime.fromisoformat((root / "started.txt").read_text())
@@ -83,9 +75,18 @@ def train_stage2(seed: int, stage1: Path, root: Path, data: Path) -> dict[str, o
             "target_spacing": plan["target_spacing"]}
 
 
+def stage2_dir(work: Path, recipe: str, seed: int) -> Path:
+    return work / (f"stage2_s{seed}" if recipe == "default" else f"stage2_{recipe}_s{seed}")
+
+
+def cascade_name(stage1: str, stage2: str) -> str:
+    return "cascade" if (stage1, stage2) == ("default", "default") else f"cascade_{stage1}+{stage2}"
+
+
 def score_model(name: str, seed: int, work: Path, data_sets: list[Path], ckpt: Path,
-                stage2: Path | None = None) -> dict[str, object]:
-    """Inference and scores of one model (``ckpt``; with ``stage2`` the cascade on top of it) on every set."""
+                stage2: Path | None = None, stage1: str = "default") -> dict[str, object]:
+    """Inference and scores of one model (``ckpt``; with ``stage2`` the cascade on top of the one-stage model
+    ``stage1``, scored before) on every set."""
     out = work / "scored" / f"{name}_s{seed}"
     evals, seconds = [], 0.0
     for d in data_sets:
@@ -96,12 +97,12 @@ def score_model(name: str, seed: int, work: Path, data_sets: list[Path], ckpt: P
             if stage2 is None:
                 t = infer(ckpt, d, out / d.name / "pred", {}, out / d.name / "infer.log")
             else:
-                coarse = work / "scored" / f"default_s{seed}" / d.name / "pred"
+                coarse = work / "scored" / f"{stage1}_s{seed}" / d.name / "pred"
                 if not coarse.is_dir():
-                    raise SystemExit(f"{coarse}: score stage 1 (--one-stage default) before the cascade")
+                    raise SystemExit(f"{coarse}: score stage 1 (--one-stage {stage1}) before the cascade")
                 t = infer(stage2, d, out / d.name / "pred", {"coarse_dir": str(coarse)}, out / d.name / "infer.log",
                           STAGE2_INFER)
-                t += float((work / "scored" / f"default_s{seed}" / d.name / "infer_s.txt").read_text())
+                t += float((work / "scored" / f"{stage1}_s{seed}" / d.name / "infer_s.txt").read_text())
             timing.write_text(f"{t:.1f}\n")
             score(out / d.name / "pred", d, out / d.name / "eval")
         seconds += float(timing.read_text())
@@ -117,7 +118,9 @@ def main() -> int:
                     help="the recipes benchmark's runs folder (<recipe>_s<seed>/models/model.pt)")
     ap.add_argument("--one-stage", nargs="*", default=["default"],
                     help="recipes (already trained there) scored as they are; default is stage 1 of the cascade")
-    ap.add_argument("--no-cascade", action="store_true", help="score the one-stage recipes only")
+    ap.add_argument("--cascades", nargs="*", default=["default:default"], metavar="STAGE1:STAGE2",
+                    help="cascades to score: the recipe of each stage (stage 1 is trained in --runs when missing, "
+                         "stage 2 in --work); none: the one-stage recipes only")
     ap.add_argument("--work", default="/tmp/ct_cascade")
     ap.add_argument("--child-infer", help=argparse.SUPPRESS)
     ap.add_argument("--child-files", nargs="*", default=["bundles/attn_unet/inference.json"], help=argparse.SUPPRESS)
@@ -131,22 +134,29 @@ def main() -> int:
 
     work, runs = Path(args.work), Path(args.runs)
     data_sets = [ensure_generated(s, runs.parent) for s in DEVELOPMENT_CT_36]
-    one_stage = list(dict.fromkeys(["default", *args.one_stage]))
+    cascades = [tuple(c.split(":")) for c in args.cascades]
+    one_stage = list(dict.fromkeys(["default", *args.one_stage, *(c[0] for c in cascades)]))
     rows, stage2_runs = [], {}
     for seed in args.seeds:
         for recipe in one_stage:
+            if recipe not in args.one_stage and recipe != "default":  # a cascade's own stage 1: train it here
+                train_stage(recipe, seed, runs / f"{recipe}_s{seed}", data_sets[0], STAGE1_TRAIN)
             ckpt = runs / f"{recipe}_s{seed}" / "models"
             if not (ckpt / "model.pt").is_file():
                 raise SystemExit(f"{ckpt}: no model.pt; train it first: python -m benchmarks run recipes "
                                  f"--recipes {recipe} --seeds {seed} --work {runs.parent}")
             rows.append({"model": recipe, **score_model(recipe, seed, work, data_sets, ckpt)})
             print(json.dumps(rows[-1]), flush=True)
-        if not args.no_cascade:
-            stage2 = train_stage2(seed, runs / f"default_s{seed}", work / f"stage2_s{seed}", data_sets[0])
-            stage2_runs[seed] = stage2
-            row = score_model("cascade", seed, work, data_sets, runs / f"default_s{seed}" / "models",
-                              stage2=work / f"stage2_s{seed}" / "models")
-            rows.append({**row, "stage2_train_wall_s": round(stage2["train_wall_s"], 1)})
+        for stage1, stage2_recipe in cascades:
+            root = stage2_dir(work, stage2_recipe, seed)
+            stage2 = train_stage(stage2_recipe, seed, root, data_sets[0], STAGE2_TRAIN)
+            name = cascade_name(stage1, stage2_recipe)
+            stage2_runs[f"{stage2_recipe}_s{seed}"] = stage2
+            row = score_model(name, seed, work, data_sets, runs / f"{stage1}_s{seed}" / "models",
+                              stage2=root / "models", stage1=stage1)
+            stage1_wall = runs / f"{stage1}_s{seed}" / "train_wall_s.txt"
+            rows.append({"model": name, **row, "stage2_train_wall_s": round(stage2["train_wall_s"], 1),
+                         "stage1_train_wall_s": float(stage1_wall.read_text()) if stage1_wall.is_file() else None})
             print(json.dumps(rows[-1]), flush=True)
     write_report(args, rows, stage2_runs)
     return 0
@@ -172,14 +182,14 @@ def write_report(args: argparse.Namespace, rows: list[dict], stage2_runs: dict[i
                      f"{r['lesion_sensitivity_goal_bin']:.3f} of {r['lesions_goal_bin']} | "
                      f"{r['fp_components_per_case']:.2f} | {r['case_auroc']:.3f} | {r['case_average_precision']:.3f} |"
                      f" {r['infer_s_per_case']} |")
-    for seed, s in stage2_runs.items():
+    for run, s in stage2_runs.items():
         best = max(s["curve"], key=lambda p: p.get("val_mean_dice", -1)) if s["curve"] else {}
-        lines += ["", f"Stage 2, seed {seed}: trained in {s['train_wall_s']:.0f} s; best validation (on crops around "
+        lines += ["", f"Stage 2 `{run}`: trained in {s['train_wall_s']:.0f} s; best validation (on crops around "
                   f"the labelled gland, so above what stage 1's crops give) epoch {best.get('epoch')}, "
                   f"Dice pancreas {best.get('val_dice_pancreas', float('nan')):.3f}, tumour "
                   f"{best.get('val_dice_tumour', float('nan')):.3f}; target spacing {s['target_spacing']} mm."]
     write_result(md, lines)
-    curves = {str(seed): s["curve"] for seed, s in stage2_runs.items()}
+    curves = {run: s["curve"] for run, s in stage2_runs.items()}
     cols = list(rows[0]) if rows else []
     write_json("cascade", {f"{r['model']}_s{r['seed']}_{k}": r[k] for r in rows
                            for k in ("dice_pancreas", "dice_tumour_cases_with_tumour", "lesion_sensitivity",

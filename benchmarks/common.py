@@ -9,6 +9,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -222,11 +223,50 @@ def fresh_clone(ref: str, work: Path) -> tuple[Path, Path, dict[str, str], str]:
 
 def timed_shell(command: str, cwd: Path, env: dict[str, str], log: Path, mode: str = "w") -> tuple[int, float, float]:
     """Run ``command`` with bash, output to ``log``; (exit code, wall seconds, peak RSS in MB of its processes)."""
+    r = run_timed(["bash", "-c", command], log, env, cwd=cwd, mode=mode)
+    return r["returncode"], r["wall_s"], r["peak_rss_mb"]
+
+
+def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None, stop_after: float | None = None,
+              grace: float = 180.0, done_marker: str | None = None, cwd: Path = REPO,
+              mode: str = "w") -> dict[str, object]:
+    """The benchmarks' one way to run a child: ``cmd`` in ``cwd``, its output (after a ``$ command`` line) to
+    ``log``; SIGTERM at ``stop_after`` seconds unless ``done_marker`` is in the log by then (the work is done, the
+    process is closing), SIGKILL ``grace`` later. Exit code, wall seconds, whether it was stopped, and the peak RSS
+    of the largest process of its tree (wait4's rusage)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    stopped = killed = False
     with log.open(mode) as f:
-        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024.0
+        f.write("$ " + shlex.join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            waited = time.perf_counter() - start
+            if stop_after is not None and waited > stop_after and not stopped:
+                if done_marker is None or done_marker not in log.read_text():
+                    proc.send_signal(signal.SIGTERM)
+                    stopped = True
+                else:
+                    stop_after = None
+            if stop_after is not None and waited > stop_after + grace and not killed:
+                proc.kill()
+                killed = True
+            time.sleep(0.5)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"returncode": proc.returncode, "wall_s": round(time.perf_counter() - start, 1), "stopped": stopped,
+            "peak_rss_mb": round(usage.ru_maxrss / 1024.0)}
+
+
+def run_checked(cmd: list[str], log: Path) -> float:
+    """``run_timed`` for a child that must succeed: its wall seconds, or stop naming the log."""
+    r = run_timed(cmd, log)
+    if r["returncode"]:
+        raise SystemExit(f"failed (exit {r['returncode']}), see {log}")
+    return r["wall_s"]
 
 
 def read_summary(csv_path: Path) -> dict[str, float]:

@@ -43,16 +43,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, ct_scores
+from benchmarks.common import REPO, ct_scores, run_timed
 from benchmarks.nnunet_report import parse_train_loss, write_report
 from benchmarks.recipes import TRAIN_FINISHED, child_command, parse_curve
 
@@ -88,38 +86,6 @@ def nnunet_command(python: str, name: str) -> list[str]:
     if not script.is_file():
         raise SystemExit(f"error: {script} not found; is {python} the interpreter of nnU-Net's environment?")
     return [str(script)]
-
-
-def run_timed(cmd: list[str], log: Path, env: dict[str, str] | None = None, stop_after: float | None = None,
-              grace: float = 180.0, done_marker: str | None = None) -> dict[str, object]:
-    """Run ``cmd`` (output to ``log``); SIGTERM at ``stop_after`` seconds unless ``done_marker`` is in the log by
-    then (the work is done, the process is closing), SIGKILL ``grace`` later. Exit code, wall seconds, whether it was
-    stopped, and the peak RSS of the largest process of its tree (wait4's rusage)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    stopped = killed = False
-    with log.open("w") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            waited = time.perf_counter() - start
-            if stop_after is not None and waited > stop_after and not stopped:
-                if done_marker is None or done_marker not in log.read_text():
-                    proc.send_signal(signal.SIGTERM)
-                    stopped = True
-                else:
-                    stop_after = None
-            if stop_after is not None and waited > stop_after + grace and not killed:
-                proc.kill()
-                killed = True
-            time.sleep(0.5)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"returncode": proc.returncode, "wall_s": round(time.perf_counter() - start, 1), "stopped": stopped,
-            "peak_rss_mb": round(usage.ru_maxrss / 1024.0)}
 
 
 def _done(path: Path) -> dict | None:

@@ -110,6 +110,14 @@ CT_RECIPES: dict[str, dict[str, object]] = {
     # MONAI's DiceFocalLoss, as in Zhu et al. 2019, AnatomyNet)
     "dice_focal": {"segmentation_loss": {"_target_": "DiceFocalLoss", "to_onehot_y": True, "softmax": True,
                                          "gamma": 2.0, "smooth_nr": 1e-05, "smooth_dr": 1e-05}},
+    # the cascade within the user's 15 minutes (issue 37): stage 1 only has to find the gland, so a third of the
+    # default's epochs, and stage 2 the other two thirds (cascade_train.json on top; a stage-2 epoch costs what a
+    # stage-1 epoch does: the same patch in voxels), with the Dice + CE or the Dice + focal loss
+    "epochs_40": {"epochs": 40},
+    "epochs_80": {"epochs": 80},
+    "dice_focal_80": {"epochs": 80, "segmentation_loss": {"_target_": "DiceFocalLoss", "to_onehot_y": True,
+                                                          "softmax": True, "gamma": 2.0, "smooth_nr": 1e-05,
+                                                          "smooth_dr": 1e-05}},
     "bs1_batchdice_lcc": {"target_spacing": [2.0, 2.0, 3.0], "strides": [[2, 2, 1]], "batch_size": 1,
                           "segmentation_loss#batch": True, "segmentation_loss#include_background": False,
                           "keep_largest_component": True},

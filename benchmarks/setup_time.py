@@ -22,7 +22,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-from benchmarks.common import (fresh_clone, machine_header, quoted_argv, result_path, timed_shell, write_json,
+from benchmarks.common import (fresh_clone, machine_header, quoted_argv, result_path, run_timed, write_json,
                                write_result)
 
 IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.transforms, monai.networks.nets, "
@@ -32,12 +32,10 @@ IMPORTS = ("torch, monai, monai.bundle, monai.engines, monai.handlers, monai.tra
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
-    with log.open("a") as f:
-        f.write(f"$ {shlex.join(cmd)}\n")
-    code, wall, _ = timed_shell(shlex.join(cmd), cwd, env, log, mode="a")
-    if code:
-        raise SystemExit(f"{shlex.join(cmd)} failed (exit {code}); log {log}")
-    return wall
+    r = run_timed(cmd, log, env, cwd=cwd, mode="a")
+    if r["returncode"]:
+        raise SystemExit(f"{shlex.join(cmd)} failed (exit {r['returncode']}); log {log}")
+    return r["wall_s"]
 
 
 def measure(ref: str, work: Path, write_bytecode: bool) -> dict[str, object]:
