@@ -63,27 +63,48 @@ def channel_case(path: str | Path) -> tuple[str, int] | None:
     return (match["case"], int(match["channel"])) if match else None
 
 
+def _channel_groups(files: list[Path], channels: int, base: Path | None = None) -> dict[str, list[Path]]:
+    """``files``, each named ``<case>_<XXXX><ending>``, grouped by case (sorted) in channel order 0..``channels`` - 1.
+
+    Every problem is a one-line PipelineError naming the file (relative to ``base`` when given): a name without the
+    channel suffix, a channel beyond the ``channels`` of dataset.json, or a case that lacks a channel (naming the
+    file that should be there).
+    """
+    def shown(path: Path) -> Path:
+        return path.relative_to(base) if base is not None else path
+
+    groups: dict[str, dict[int, Path]] = {}
+    for path in files:
+        parsed = channel_case(path)
+        if parsed is None:
+            ending = path.name[len(case_id(path)):]
+            raise PipelineError(f"{shown(path)}: image name lacks the channel suffix (<case>_0000{ending})")
+        case, channel = parsed
+        if channel >= channels:
+            raise PipelineError(f"{shown(path)}: channel {channel:04d}, but dataset.json channel_names lists "
+                                f"{channels} channel(s)")
+        groups.setdefault(case, {})[channel] = path
+    for case, by_channel in sorted(groups.items()):
+        first = next(iter(by_channel.values()))
+        for channel in range(channels):
+            if channel not in by_channel:
+                missing = first.with_name(f"{case}_{channel:04d}{first.name[len(case_id(first)):]}")
+                raise PipelineError(f"{shown(missing)}: missing (case {case} has channel(s) "
+                                    f"{', '.join(f'{c:04d}' for c in sorted(by_channel))} of {channels})")
+    return {case: [by_channel[c] for c in range(channels)] for case, by_channel in sorted(groups.items())}
+
+
 def group_channel_files(files: list[Path], channels: int) -> dict[str, list[Path]] | None:
-    """Files named ``<case>_0000``, ``<case>_0001``, ... grouped by case in channel order, when every file of
-    ``files`` carries a channel suffix below ``channels``; None when they do not (not an nnU-Net-style folder).
+    """Files named ``<case>_0000``, ``<case>_0001``, ... (an inference input folder) grouped by case in channel
+    order, when every file of ``files`` carries a channel suffix below ``channels``; None when they do not (not an
+    nnU-Net-style folder).
 
     A case that lacks a channel is a PipelineError naming the file that should be there.
     """
-    parsed = [(p, channel_case(p)) for p in files]
-    if not parsed or any(cc is None or cc[1] >= channels for _, cc in parsed):
+    parsed = [channel_case(p) for p in files]
+    if not parsed or any(cc is None or cc[1] >= channels for cc in parsed):
         return None
-    groups: dict[str, dict[int, Path]] = {}
-    for path, (case, channel) in parsed:  # type: ignore[misc]
-        groups.setdefault(case, {})[channel] = path
-    for case, by_channel in groups.items():
-        first = next(iter(by_channel.values()))
-        ending = first.name[len(case_id(first)):]
-        for channel in range(channels):
-            if channel not in by_channel:
-                missing = first.with_name(f"{case}_{channel:04d}{ending}")
-                raise PipelineError(f"{missing}: missing (case {case} has {len(by_channel)} of {channels} "
-                                    "channel files <case>_0000.. )")
-    return {case: [by_channel[c] for c in range(channels)] for case, by_channel in sorted(groups.items())}
+    return _channel_groups(files, channels)
 
 
 def nnunet_file_ending(meta: Mapping[str, Any], source: Path) -> str:
@@ -137,40 +158,20 @@ def _channel_count(meta: Mapping[str, Any], source: Path) -> int:
     return len(names)
 
 
-def _image_groups(root: Path, folder: str, ending: str, channels: int) -> dict[str, dict[int, Path]]:
-    """``folder``'s image files ``<case>_<XXXX><ending>`` by case and channel; a stray name is an error."""
-    groups: dict[str, dict[int, Path]] = {}
-    for path in sorted((root / folder).iterdir()):
-        name = path.name
-        if name.startswith(".") or not name.endswith(ending) or path.is_dir():
-            continue  # nnU-Net reads only files with the data set's file_ending
-        match = CHANNEL_SUFFIX.match(name[: -len(ending)])
-        if match is None:
-            raise PipelineError(f"{folder}/{name}: image name lacks the channel suffix (<case>_0000{ending})")
-        channel = int(match["channel"])
-        if channel >= channels:
-            raise PipelineError(f"{folder}/{name}: channel {channel:04d}, but dataset.json channel_names lists "
-                                f"{channels} channel(s)")
-        groups.setdefault(match["case"], {})[channel] = path
-    return groups
-
-
 def _cases(root: Path, folder: str, label_folder: str, ending: str, channels: int, need_labels: bool
            ) -> list[NnUNetCase]:
-    groups = _image_groups(root, folder, ending, channels)
+    images = [p for p in sorted((root / folder).iterdir())  # nnU-Net reads only files with the data set's file_ending
+              if p.name.endswith(ending) and not p.name.startswith(".") and not p.is_dir()]
+    groups = _channel_groups(images, channels, base=root)
     labels_dir = root / label_folder
     cases = []
-    for case, by_channel in sorted(groups.items()):
-        for channel in range(channels):
-            if channel not in by_channel:
-                raise PipelineError(f"{folder}/{case}_{channel:04d}{ending}: missing (case {case} has channel(s) "
-                                    f"{', '.join(f'{c:04d}' for c in sorted(by_channel))} of {channels})")
+    for case, case_images in groups.items():
         label = labels_dir / f"{case}{ending}"
         if not label.is_file():
             if need_labels:
                 raise PipelineError(f"{label_folder}/{case}{ending}: missing (the label of case {case})")
             label = None
-        cases.append(NnUNetCase(case, [by_channel[c] for c in range(channels)], label, folder))
+        cases.append(NnUNetCase(case, case_images, label, folder))
     if labels_dir.is_dir():
         for path in sorted(labels_dir.iterdir()):
             if path.name.endswith(ending) and not path.name.startswith(".") and path.name[: -len(ending)] not in groups:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from monai.networks import one_hot
 
-from pipeline.data.cases import case_id, image_files
+from pipeline.data.cases import case_id, find_case_file, image_files
 from pipeline.errors import PipelineError
 from pipeline.evaluation.case_metrics import (
     case_metrics,
@@ -83,11 +83,6 @@ def _by_case_id(folder: Path | None) -> dict[str, Path]:
     if folder is None or not folder.is_dir():
         return {}
     return {case_id(p): p for p in image_files(folder).values()}
-
-
-def _aux(files: dict[str, Path], cid: str, suffix: str = "") -> Path | None:
-    """The file of case ``cid`` (+ ``suffix``) among ``files`` (an MSD image may carry ``_0000``), if there is one."""
-    return next((files[k] for k in (cid + suffix, cid + "_0000" + suffix, cid + "_seg" + suffix) if k in files), None)
 
 
 def _load(path: Path):
@@ -159,7 +154,7 @@ def evaluate_folders(
 def _lesions(pred, label, cid: str, lesion_class: int, gland_classes: Sequence[int], images: dict[str, Path],
              probs: dict[str, Path]) -> tuple[list[dict], dict]:
     """Lesion rows and case row of one pair; the image (contrast) and the probability map (case score) if found."""
-    image_file, prob_file = _aux(images, cid), _aux(probs, cid, "_prob")
+    image_file, prob_file = find_case_file(images, cid), find_case_file(probs, cid, "_prob")
     image = _load(image_file)[0].numpy().astype(np.float32) if image_file else None
     if image is not None and image.shape != tuple(label.shape[1:]):
         raise PipelineError(f"{image_file}: shape {image.shape} differs from its label's {tuple(label.shape[1:])}")

@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-from pipeline.data.cases import case_id, image_files
+from pipeline.data.cases import case_id, find_case_file, image_files
 from pipeline.errors import PipelineError
-from pipeline.inference.writing import nnunet_name
 
 __all__ = ["coarse_region", "with_coarse"]
 
@@ -34,8 +33,7 @@ def with_coarse(cases: list[dict[str, Any]], coarse_dir: str | Path | None, key:
     for case in cases:
         image = case["image"][0] if isinstance(case["image"], (list, tuple)) else case["image"]
         name = case_id(Path(image))
-        found = next((maps[k] for k in (f"{name}_seg", case_id(Path(nnunet_name(str(image)))), name) if k in maps),
-                     None)
+        found = find_case_file(maps, name, of_input=True)
         if found is None:
             raise PipelineError(f"{image}: no first-stage label map {name}_seg.* (or {name}.*) in {folder}")
         out.append({**case, key: str(found)})

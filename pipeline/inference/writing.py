@@ -17,7 +17,7 @@ from typing import Any
 from monai.data.folder_layout import default_name_formatter
 from monai.transforms import SaveImaged
 
-from pipeline.data.cases import case_id
+from pipeline.data.cases import case_id, nnunet_case
 from pipeline.errors import PipelineError
 from pipeline.fileio import WriteError, commit, is_write_failure, temporary_name
 
@@ -93,9 +93,8 @@ def nnunet_name(name: str) -> str:
     ``x/la_003.nii.gz``; other names unchanged."""
     path = Path(name)
     cid = case_id(path)
-    if len(cid) > 5 and cid.endswith("_0000"):
-        return str(path.with_name(cid[:-5] + path.name[len(cid):]))
-    return name
+    case = nnunet_case(cid)
+    return str(path.with_name(case + path.name[len(cid):])) if case != cid else name
 
 
 def nnunet_name_formatter(metadict: dict, saver: Any) -> dict:

@@ -210,7 +210,7 @@ def test_inference_folder_of_channel_files_groups_into_cases(tmp_path):
     assert groups == {"a": files[:2], "b": files[2:]}
     assert group_channel_files(files, 1) is None  # _0001 cannot be a channel of a 1-channel network
     assert group_channel_files([tmp_path / "scan_7.nii.gz"], 1) is None
-    with pytest.raises(PipelineError, match=r"b_0001.nii.gz: missing \(case b has 1 of 2"):
+    with pytest.raises(PipelineError, match=r"b_0001.nii.gz: missing \(case b has channel\(s\) 0000 of 2\)"):
         group_channel_files(files[:3], 2)
 
 
