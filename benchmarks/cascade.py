@@ -1,25 +1,26 @@
 """The coarse-to-fine cascade against one-stage recipes, every model scored in the scans' own space on the enlarged
 CT development set (``pipeline.data.protocol.DEVELOPMENT_CT_36``: the 4 test phantoms and 32 of seed 1000).
 
-- **Stage 1** is a one-stage run of ``python -m benchmarks run recipes`` (its best ``model.pt``): the bundle segments
-  the whole scan on the plan's grid.
-- **Stage 2** is trained here: ``bundles/attn_unet/cascade_train.json`` on top of the bundle's recipe, a grid of 2/3
-  of the plan's spacing (the same patch in voxels, so the same cost per step) on crops of every case around its
-  pancreas (the label's bounding box plus 25 mm), so that every patch lies in or next to the gland and a third of
-  the voxel size goes to small tumours. At inference (``cascade_inference.json``) it crops each scan around the
-  largest connected component of stage 1's label map (same margin) and segments only there; its probabilities are
-  resampled into the scan's space, zero outside the crop (background).
+- **Stage 1** is a one-stage run of a recipe (``python -m benchmarks run recipes``, or trained here when it is
+  named only as a cascade's first stage; its best ``model.pt``): the bundle segments the whole scan on the plan's
+  grid.
+- **Stage 2** is trained here: ``train.json`` with its ``fine`` section applied (what ``--cascade true`` runs after
+  stage 1), on top of a recipe: a grid of 2/3 of the plan's spacing (the same patch in voxels, so the same cost per
+  step) on crops of every case around its pancreas (the label's bounding box plus 25 mm), so that every patch lies
+  in or next to the gland and a third of the voxel size goes to small tumours. At inference (``inference.json``'s
+  ``fine`` section) it crops each scan around the largest connected component of stage 1's label map (same margin)
+  and segments only there; its probabilities are resampled into the scan's space, zero outside the crop.
 
 This is the crop-and-refine of Zhou et al. 2017 (and Yu et al. 2018, RSTN) and nnU-Net's 3d_lowres ->
-3d_cascade_fullres, without nnU-Net's coarse segmentation as an extra input channel. The two files override the
-bundle's own config ids (``preprocessing#5``, the body crop, becomes a crop around the label; inference's crop
-follows the ``coarse`` key, ``pipeline.inference.cascade``).
+3d_cascade_fullres, without nnU-Net's coarse segmentation as an extra input channel. The stages are trained and
+scored separately here, so that one stage 1 serves several stage 2 recipes and its label maps are computed once.
 
 Every model is scored alike: ``inference.json`` writes label and probability maps on each scan's own grid, and
 ``pipeline.evaluation.folders`` scores them against the labels (Dice, HD95, lesion detection): a finer grid gains
 nothing from being scored on its own grid.
 
-    python -m benchmarks run cascade --seeds 0 --runs /tmp/ct_recipes/runs --one-stage default tumour_w3
+    python -m benchmarks run cascade --seeds 0 --runs /tmp/ct_recipes/runs --one-stage default tumour_w3 \
+        --cascades default:default epochs_40:epochs_80
 """
 from __future__ import annotations
 
@@ -29,24 +30,34 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import (ct_scores, machine_header, quoted_argv, result_path, run_checked, write_json,
+from benchmarks.common import (REPO, ct_scores, machine_header, quoted_argv, result_path, run_checked, write_json,
                                write_result)
 from benchmarks.recipes import TRAIN_FINISHED, child_command, parse_curve
 
 CLASSES = ("pancreas", "tumour")
-STAGE1_TRAIN = ["bundles/attn_unet/train.json"]
-STAGE2_TRAIN = [*STAGE1_TRAIN, "bundles/attn_unet/cascade_train.json"]
-STAGE2_INFER = ["bundles/attn_unet/inference.json", "bundles/attn_unet/cascade_inference.json"]
+TRAIN = ["bundles/attn_unet/train.json"]
+INFER = ["bundles/attn_unet/inference.json"]
 
 
-def infer(ckpt_dir: Path, dataset_dir: Path, pred_dir: Path, extra: dict[str, object], log: Path,
-          files: list[str] | None = None) -> float:
-    """inference.json (or ``files``) on the test split of ``dataset_dir`` (label and probability maps) in a child
-    process."""
+def second_stage(bundle_file: str, **values: object) -> dict[str, object]:
+    """The overrides that make ``bundle_file`` its cascade's second stage on its own: ``values`` (what the first
+    stage hands over, as in the file's ``run_stage`` call), then the file's ``fine`` section (``--cascade true`` runs
+    the same in one command; here the stages come from separate runs)."""
+    fine = json.loads((REPO / bundle_file).read_text())["fine"]
+    return {**values, **{k: v for k, v in fine.items() if not k.startswith("_")}}
+
+
+# stage 2 as train.json's run_stage call makes it, with the spacing taken from the plan (a recipe may set epochs)
+STAGE2_TRAIN = second_stage(TRAIN[0],
+                            target_spacing="$[round(s * @cascade_factor, 3) for s in @plan['target_spacing']]")
+
+
+def infer(ckpt_dir: Path, dataset_dir: Path, pred_dir: Path, extra: dict[str, object], log: Path) -> float:
+    """inference.json on the test split of ``dataset_dir`` (label and probability maps) in a child process."""
     overrides = {"ckpt_dir": str(ckpt_dir), "dataset_dir": str(dataset_dir), "infer_split": "test",
-                 "pred_dir": str(pred_dir), "save_probabilities": True, "progress": False, **extra}
+                 "pred_dir": str(pred_dir), "save_probabilities": True, "progress": False, "cascade": False, **extra}
     cmd = [sys.executable, "-m", "benchmarks.cascade", "--child-infer", json.dumps(overrides)]
-    return run_checked(cmd + (["--child-files", *files] if files else []), log)
+    return run_checked(cmd, log)
 
 
 def score(pred_dir: Path, dataset_dir: Path, eval_dir: Path) -> None:
@@ -56,14 +67,14 @@ def score(pred_dir: Path, dataset_dir: Path, eval_dir: Path) -> None:
                      image_dir=dataset_dir / "imagesTs")
 
 
-def train_stage(recipe: str, seed: int, root: Path, data: Path, files: list[str]) -> dict[str, object]:
-    """Train ``recipe`` with ``files`` (stage 1: train.json; stage 2: with cascade_train.json) for ``seed`` in
-    ``root``, skipped when a finished run is there: its wall time and validation curve."""
+def train_stage(recipe: str, seed: int, root: Path, data: Path, extra: dict[str, object]) -> dict[str, object]:
+    """Train ``recipe`` (train.json; with ``extra`` = ``STAGE2_TRAIN`` its second stage) for ``seed`` in ``root``,
+    skipped when a finished run is there: its wall time and validation curve."""
     log = root / "train.log"
     if not (log.is_file() and TRAIN_FINISHED in log.read_text() and (root / "models" / "model.pt").is_file()):
         root.mkdir(parents=True, exist_ok=True)
         start = dt.datetime.now()
-        cmd = child_command("ct", recipe, seed, root, data, {}, files)
+        cmd = child_command("ct", recipe, seed, root, data, extra, TRAIN)
         print(f"seed {seed}: training {recipe} ({log})", flush=True)
         wall = run_checked(cmd, log)
         (root / "train_wall_s.txt").write_text(f"{wall:.1f}\n")
@@ -100,8 +111,8 @@ def score_model(name: str, seed: int, work: Path, data_sets: list[Path], ckpt: P
                 coarse = work / "scored" / f"{stage1}_s{seed}" / d.name / "pred"
                 if not coarse.is_dir():
                     raise SystemExit(f"{coarse}: score stage 1 (--one-stage {stage1}) before the cascade")
-                t = infer(stage2, d, out / d.name / "pred", {"coarse_dir": str(coarse)}, out / d.name / "infer.log",
-                          STAGE2_INFER)
+                t = infer(stage2, d, out / d.name / "pred", second_stage(INFER[0], coarse_dir=str(coarse)),
+                          out / d.name / "infer.log")
                 t += float((work / "scored" / f"{stage1}_s{seed}" / d.name / "infer_s.txt").read_text())
             timing.write_text(f"{t:.1f}\n")
             score(out / d.name / "pred", d, out / d.name / "eval")
@@ -123,12 +134,11 @@ def main() -> int:
                          "stage 2 in --work); none: the one-stage recipes only")
     ap.add_argument("--work", default="/tmp/ct_cascade")
     ap.add_argument("--child-infer", help=argparse.SUPPRESS)
-    ap.add_argument("--child-files", nargs="*", default=["bundles/attn_unet/inference.json"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_infer:
         from pipeline.apps.study.child import run_bundle
 
-        run_bundle(args.child_files, json.loads(args.child_infer))
+        run_bundle(INFER, json.loads(args.child_infer))
         return 0
     from pipeline.data.protocol import DEVELOPMENT_CT_36, ensure_generated
 
@@ -140,7 +150,7 @@ def main() -> int:
     for seed in args.seeds:
         for recipe in one_stage:
             if recipe not in args.one_stage and recipe != "default":  # a cascade's own stage 1: train it here
-                train_stage(recipe, seed, runs / f"{recipe}_s{seed}", data_sets[0], STAGE1_TRAIN)
+                train_stage(recipe, seed, runs / f"{recipe}_s{seed}", data_sets[0], {})
             ckpt = runs / f"{recipe}_s{seed}" / "models"
             if not (ckpt / "model.pt").is_file():
                 raise SystemExit(f"{ckpt}: no model.pt; train it first: python -m benchmarks run recipes "
@@ -170,8 +180,9 @@ def write_report(args: argparse.Namespace, rows: list[dict], stage2_runs: dict[i
              "of generator seed 1000, published tumour contrast). Every model: `inference.json` (flip TTA as the "
              "bundle infers, the plan's 1 ml tumour filter) writes label and probability maps on each scan's own "
              "grid; `pipeline.evaluation.folders` scores them. Tumour Dice over the cases with a tumour; a lesion is "
-             "found at IoU > 0.1. Cascade: stage 1 = `default`, stage 2 = `bundles/attn_unet/cascade_train.json` "
-             "(2/3 of the plan's spacing, crops of the gland +/- 25 mm) and `cascade_inference.json`. Inference "
+             "found at IoU > 0.1. Cascade `cascade_A+B`: stage 1 = recipe A, stage 2 = recipe B with the "
+             "`fine` sections of `train.json` and `inference.json` (2/3 of the plan's spacing, crops of the gland +/- "
+             "25 mm); `cascade` alone is `default:default`. Inference "
              "seconds per case include stage 1 for the cascade.", "",
              "| model | seed | pancreas Dice | tumour Dice | lesions found | found, >= 1 ml and >= 10 HU | "
              "FP components / case | case AUROC | case AP | inference s / case |",

@@ -58,6 +58,7 @@ from pipeline.engines.resume import (
     resume_loader,
     training_state,
 )
+from pipeline.engines.stages import run_stage
 from pipeline.engines.tracking import training_handlers
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "place",
     "Precision",
     "rank",
+    "run_stage",
     "rank_zero_handlers",
     "read_model_config",
     "register_network",

@@ -16,6 +16,7 @@ _WHERE = {
     "checkpoint_dirs": "models",
     "ensemble_model_config": "models",
     "ensemble_plan": "models",
+    "fine_checkpoints": "models",
     "inference_datalist": "sources",
     "flip_sets": "models",
     "trained_mirror_axes": "models",

@@ -41,6 +41,23 @@ def checkpoint_dirs(ckpt_dir: str | Path | Sequence[str | Path]) -> list[str]:
     return [str(d) for d in dirs]
 
 
+def fine_checkpoints(ckpt_dir: str | Path | Sequence[str | Path], cascade: bool | str = "auto") -> list[str] | None:
+    """The cascade's second-stage folders, ``<folder>_fine`` beside each of ``ckpt_dir`` (train.json with
+    ``--cascade true`` writes them), or None for a one-stage run: ``cascade`` auto takes them when every one holds a
+    ``model.pt``; true requires them (one line naming the missing folder); false never takes them."""
+    dirs = [f"{d.rstrip('/')}_fine" for d in checkpoint_dirs(ckpt_dir)]
+    present = [(Path(d) / "model.pt").is_file() for d in dirs]
+    if str(cascade).lower() == "auto":
+        return dirs if all(present) else None
+    if not flag(cascade, "cascade"):
+        return None
+    missing = [d for d, ok in zip(dirs, present) if not ok]
+    if missing:
+        raise PipelineError(f"{missing[0]}: no model.pt for the cascade's second stage (train with --cascade true, "
+                            "or infer with --cascade false)")
+    return dirs
+
+
 def _shared(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: config.get(k) for k in SHARED_KEYS}
 

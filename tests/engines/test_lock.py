@@ -97,12 +97,13 @@ def test_a_lock_held_here_is_not_released_by_another_instance(tmp_path):
 
 @pytest.mark.parametrize("name", ["unet", "attn_unet"])
 def test_the_bundles_lock_their_output_folder_and_release_it(name):
-    """Training locks ckpt_dir (rank 0 only) before anything is written, inference its pred_dir."""
+    """Training locks ckpt_dir (rank 0 only) before anything is written, inference the folder it writes (write_dir:
+    pred_dir, or coarse_dir for the first stage of a cascade, whose second stage locks pred_dir)."""
     from tests.bundles_util import REPO
 
     folder = REPO / "bundles" / name
     for file, target in (("train.json", "@ckpt_dir"), ("multi_gpu_train.json", "@ckpt_dir"),
-                         ("inference.json", "@pred_dir")):
+                         ("inference.json", "@write_dir" if name == "attn_unet" else "@pred_dir")):
         config = json.loads((folder / file).read_text())
         locks = [i for i, step in enumerate(config["initialize"]) if f"lock_folder({target}" in step]
         assert len(locks) == 1, file

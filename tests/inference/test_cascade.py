@@ -1,5 +1,5 @@
 """The cascade's second stage: each scan paired with the first stage's label map, cropped around its main component,
-and the bundle files that configure both stages."""
+and the bundle sections that configure both stages."""
 from pathlib import Path
 
 import numpy as np
@@ -37,20 +37,36 @@ def test_crop_source_is_the_largest_component_or_the_whole_scan():
     assert bool(coarse_region(torch.zeros(1, 4, 4, 4)).all())
 
 
-def test_cascade_files_refine_the_plan_and_crop_around_the_gland():
+def test_second_stage_sections_refine_the_plan_and_crop_around_the_gland():
+    """train.json's and inference.json's ``fine`` sections, applied as run_stage applies them."""
+    from pipeline.engines.stages import stage_config
+
     train = ConfigParser()
-    train.read_config([BUNDLE / "train.json", BUNDLE / "cascade_train.json"])
-    train.update({"plan": {"target_spacing": [1.86, 1.86, 3.72]}})
-    assert train.get_parsed_content("target_spacing") == [1.24, 1.24, 2.48]
-    assert train.get_parsed_content("preprocessing#5#margin") == [21, 21, 11]  # 25 mm
-    assert train["preprocessing#5#source_key"] == "label"
-    assert train.get_parsed_content("ckpt_dir").endswith("models_fine")
-    infer = ConfigParser()
-    infer.read_config([BUNDLE / "inference.json", BUNDLE / "cascade_inference.json"])
+    train.read_config(BUNDLE / "train.json")
+    train.update({"plan": {"target_spacing": [1.86, 1.86, 3.72]}, "fine#epochs": 3})
+    fine = stage_config(train.get(), "fine", {"target_spacing": [1.24, 1.24, 2.48], "epochs": 80})
+    assert fine.get_parsed_content("preprocessing#5#margin") == [21, 21, 11]  # 25 mm
+    assert fine["preprocessing#5#source_key"] == "label" and fine["epochs"] == 3  # --fine#epochs wins
+    assert fine["cascade"] is False and "fine" not in fine.get()  # no stage of its own
+    assert train.get_parsed_content("fine_epochs") == 2 * train.get_parsed_content("epochs")
+    infer = stage_config(ConfigParser.load_config_files(BUNDLE / "inference.json"), "fine", {"ckpt_dir": "m_fine"})
     crop = infer["infer_preprocessing#4"]
     assert crop["_target_"] == "CropForegroundd" and crop["source_key"] == "coarse"
     assert all(infer[f"infer_preprocessing#{i}#keys"] == ["image", "coarse"] for i in (0, 2, 3))
     assert np.allclose(infer.get_parsed_content("cascade_margin_mm"), 25.0)
+
+
+def test_cascade_switch_finds_the_second_stage_beside_the_first(tmp_path):
+    from pipeline.inference import fine_checkpoints
+
+    (tmp_path / "models").mkdir()
+    assert fine_checkpoints(str(tmp_path / "models"), "auto") is None
+    with pytest.raises(PipelineError, match=r"models_fine: no model.pt for the cascade's second stage"):
+        fine_checkpoints(str(tmp_path / "models"), "true")
+    (tmp_path / "models_fine").mkdir()
+    (tmp_path / "models_fine" / "model.pt").write_bytes(b"")
+    assert fine_checkpoints(str(tmp_path / "models"), "auto") == [str(tmp_path / "models_fine")]
+    assert fine_checkpoints(str(tmp_path / "models"), False) is None
 
 
 def test_second_stage_segments_only_around_the_first_stages_main_component(tmp_path):
@@ -68,23 +84,25 @@ def test_second_stage_segments_only_around_the_first_stages_main_component(tmp_p
     nib.save(nib.Nifti1Image(hu, affine), tmp_path / "scans" / "ct.nii.gz")
     ckpt = write_checkpoint(tmp_path / "ckpt", ThresholdNet())
 
-    def run(files: list[str], **overrides) -> None:
+    def run(**overrides) -> None:  # as monai.bundle run does: initialize, run, finalize
         parser = ConfigParser()
-        parser.read_config([BUNDLE / f for f in files])
-        parser.update({"ckpt_dir": str(ckpt), "input": str(tmp_path / "scans"), "progress": False, "device": "cpu",
-                       "tta": False, **overrides})
+        parser.read_config(BUNDLE / "inference.json")
+        parser.update({"input": str(tmp_path / "scans"), "progress": False, "device": "cpu", "tta": False,
+                       "cascade_margin_mm": 4.0, **overrides})
         try:
             parser.get_parsed_content("initialize")
             parser.get_parsed_content("run")
         finally:
             parser.get_parsed_content("finalize")
 
-    run(["inference.json"], pred_dir=str(tmp_path / "stage1"))
-    run(["inference.json", "cascade_inference.json"], pred_dir=str(tmp_path / "stage2"),
-        coarse_dir=str(tmp_path / "stage1"), cascade_margin_mm=4.0)
+    run(ckpt_dir=str(ckpt), pred_dir=str(tmp_path / "stage1"))  # one stage: no <ckpt>_fine
+    assert not (tmp_path / "out" / "predictions_coarse").exists()
+    write_checkpoint(tmp_path / "ckpt_fine", ThresholdNet())  # the same stand-in as stage 2: auto finds it
+    run(ckpt_dir=str(ckpt), pred_dir=str(tmp_path / "stage2"), output_dir=str(tmp_path / "out"))
     stage1 = nib.load(tmp_path / "stage1" / "ct_seg.nii.gz")
     stage2 = nib.load(tmp_path / "stage2" / "ct_seg.nii.gz")
     one, two = np.asarray(stage1.dataobj), np.asarray(stage2.dataobj)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "out" / "predictions_coarse" / "ct_seg.nii.gz").dataobj), one)
     assert one.shape == two.shape == hu.shape and np.allclose(stage2.affine, affine, atol=1e-4)
     assert one[3, 29, 6] == 1 and two[3, 29, 6] == 0  # the blob: stage 1 only
     inside = organ & (hu > 100)

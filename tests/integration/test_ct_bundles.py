@@ -176,3 +176,29 @@ def test_non_finite_loss_stops_training_and_keeps_the_best_checkpoint(phantoms, 
     assert not any("Epoch[2] Metrics -- val_" in ln for ln in proc.stdout.splitlines())  # no validation of NaN weights
     weights = torch.load(root / "models" / "model.pt", weights_only=True)  # the epoch-1 checkpoint, intact
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_cascade_trains_both_stages_in_one_command_and_inference_follows(phantoms, tmp_path):
+    """--cascade true: stage 2 trains after stage 1 in the same run (crops of the gland at 2/3 of stage 1's
+    spacing, --fine#<id> for stage 2 only), and inference.json finds <ckpt_dir>_fine and runs both stages."""
+    out = tmp_path / "b"
+    proc = bundle("run", ATTN, dataset_dir=phantoms / "data", bundle_root=out, cascade="true",
+                  **{**TINY, "fine#val_interval": 2})
+    assert_ok(proc)
+    stage1 = json.loads((out / "models" / "plan.json").read_text())
+    stage2 = json.loads((out / "models_fine" / "plan.json").read_text())
+    assert stage1["target_spacing"] == [4, 4, 6] and stage2["target_spacing"] == [2.667, 2.667, 4.0]
+    trainer = torch.load(out / "models_fine" / "checkpoint_epoch=2.pt", weights_only=False)["trainer"]
+    assert trainer["max_epochs"] == 2  # fine_epochs: twice stage 1's
+    assert (out / "runs_fine").is_dir() and "stage 'fine' finished" in proc.stdout + proc.stderr
+
+    image = next((phantoms / "data" / "imagesTs").glob("*.nii.gz"))
+    name = image.name.replace(".nii.gz", "_seg.nii.gz")
+    assert_ok(bundle("run", ["bundles/attn_unet/inference.json"], input=image, ckpt_dir=out / "models",
+                     output_dir=tmp_path / "infer", progress=False))
+    for folder in ("predictions", "predictions_coarse"):
+        pred = nib.load(tmp_path / "infer" / folder / name)
+        assert pred.shape == nib.load(image).shape and np.allclose(pred.affine, nib.load(image).affine, atol=1e-3)
+    assert_ok(bundle("run", ["bundles/attn_unet/inference.json"], input=image, ckpt_dir=out / "models",
+                     output_dir=tmp_path / "one", progress=False, cascade="false"))
+    assert (tmp_path / "one" / "predictions" / name).is_file() and not (tmp_path / "one" / "predictions_coarse").exists()
