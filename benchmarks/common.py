@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+SECOND_STAGE = "stage 'fine':"  # pipeline.engines.run_stage's log line before a second stage trains
 RESULTS = REPO / "benchmarks" / "results"
 
 

@@ -8,10 +8,12 @@ never here.
 
 Per seed: the bundle's ``train.json`` as the user runs it (the default data and every default value), its
 learning curve (validation Dice against seconds), training wall time, the peak resident memory of the training
-process, then ``evaluate.json`` on each final set (best checkpoint): CT pancreas Dice, tumour Dice over the cases
-with a tumour and lesion detection (sensitivity by size and contrast, false positives per case, case-level AUROC
-and average precision of the maximum tumour probability); shapes IoU and Dice per class (flip TTA, as the bundle
-evaluates). The result compares the seeds' means with the goals of issue 37 and says by how much a goal is missed.
+process. CT: ``inference.json`` as the user runs it (the cascade's two stages when training wrote them) segments each
+final set, and ``pipeline.evaluation.folders`` scores the label and probability maps on each scan's own grid:
+pancreas Dice, tumour Dice over the cases with a tumour and lesion detection (sensitivity by size and contrast,
+false positives per case, case-level AUROC and average precision of the maximum tumour probability). Shapes:
+``evaluate.json`` (best checkpoint, flip TTA as the bundle evaluates), IoU and Dice per class. The result compares
+the seeds' means with the goals of issue 37 and says by how much a goal is missed.
 
     python -m benchmarks run final_test --bundle attn_unet --seeds 0 1 2
     python -m benchmarks run final_test --bundle unet --seeds 0
@@ -28,7 +30,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, ct_scores, quoted_argv, read_summary, result_path, write_json
+from benchmarks.cascade import infer
+from benchmarks.cascade import score as score_folder
+from benchmarks.common import REPO, SECOND_STAGE, ct_scores, quoted_argv, read_summary, result_path, write_json
 from benchmarks.recipes import TASKS, child_command, parse_curve, run_evaluation
 from pipeline.data.protocol import DEVELOPMENT, FINAL_TEST, ensure_generated
 
@@ -51,8 +55,9 @@ def already_scored(bundle: str, version: str) -> list[Path]:
 
 
 def train(task: str, seed: int, root: Path, data: Path) -> tuple[float, list[dict], float]:
-    """The bundle's default recipe on ``data`` in a child process: wall seconds, the validation curve, and the peak
-    resident memory (GB) of the largest child process so far."""
+    """The bundle's default recipe on ``data`` in a child process: wall seconds, the validation curve (each point
+    with its stage, 2 for a cascade's second), and the peak resident memory (GB) of the largest child process so
+    far."""
     root.mkdir(parents=True, exist_ok=True)
     log_file = root / "train.log"
     cmd = child_command(task, "default", seed, root, data, {}, [f"{TASKS[task].bundle}/train.json"])
@@ -64,14 +69,20 @@ def train(task: str, seed: int, root: Path, data: Path) -> tuple[float, list[dic
     if proc.returncode:
         raise SystemExit(f"seed {seed}: training failed, see {log_file}")
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
-    return wall, parse_curve(log_file.read_text(), start), peak_gb
+    first, _, second = log_file.read_text().partition(SECOND_STAGE)  # a cascade logs its second stage after this
+    curve = [{**p, "stage": 1} for p in parse_curve(first, start)]
+    curve += [{**p, "stage": 2} for p in parse_curve(second, start)]
+    return wall, curve, peak_gb
 
 
 def score(task: str, seed: int, root: Path, data: Path) -> dict[str, float]:
     eval_dir = root / f"eval_{data.name}"
-    run_evaluation(task, "default", seed, root, data, {}, eval_dir, root / f"eval_{data.name}.log")
-    if task == "ct":
+    if task == "ct":  # what the user's inference writes, both stages of a cascade included, on each scan's grid
+        pred_dir = root / f"pred_{data.name}"
+        infer(root / "models", data, pred_dir, {"cascade": "auto"}, root / f"infer_{data.name}.log")
+        score_folder(pred_dir, data, eval_dir)
         return ct_scores([eval_dir])
+    run_evaluation(task, "default", seed, root, data, {}, eval_dir, root / f"eval_{data.name}.log")
     return {k: round(v, 4) for k, v in read_summary(eval_dir / "metrics_summary.csv").items()
             if k.split("_")[0] in ("dice", "iou")}
 
@@ -106,8 +117,11 @@ def main() -> int:
     for seed in args.seeds:
         root = work / "runs" / f"s{seed}"
         wall, curve, peak_gb = train(task, seed, root, train_data)
-        row: dict[str, float] = {"train_wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2),
-                                 "best_epoch": max(curve, key=lambda p: p.get("val_mean_dice", -1))["epoch"]}
+        row: dict[str, float] = {"train_wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2)}
+        for stage, name in ((1, "best_epoch"), (2, "best_epoch_stage2")):
+            points = [p for p in curve if p["stage"] == stage]
+            if points:
+                row[name] = max(points, key=lambda p: p.get("val_mean_dice", -1))["epoch"]
         for data in finals:
             row.update({f"{data.name}_{k}": v for k, v in score(task, seed, root, data).items()})
         per_seed[str(seed)] = row
