@@ -21,7 +21,7 @@ from pipeline.apps.study.design import (
 BUDGET_KEYS = ("epochs", "val_interval", "batch_size", "learning_rate")
 # keys the 2D data fragment never reads (the CT recipe's) or that only inference reads
 UNREAD_IN_2D_TRAINING = {"ct_stats", "hu_window", "intensity_mode", "keep_largest_component", "min_lesion_ml",
-                         "sw_overlap", "infer_preprocessing"}
+                         "sw_overlap", "infer_preprocessing", "cascade_margin_mm", "fine"}  # the last two: CT cascade
 INFERENCE_ONLY = {"infer_preprocessing"}
 
 

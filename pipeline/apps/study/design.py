@@ -199,8 +199,9 @@ def plan_runs(budget: Budget, parts: tuple[str, ...] = PARTS) -> list[RunSpec]:
                 runs.append(RunSpec("ablation", a.variant, a.model, arm, seed, m.train_files + a.extra_files,
                                     INFER_2D, {**common_2d, **m.overrides, **extra}))
     if "3d" in parts:
+        # one network per run (no cascade's second stage): the study compares networks at one budget
         common_3d = {"epochs": budget.epochs_3d, "val_interval": budget.val_interval_3d, "learning_rate": lr_3d,
-                     "base_width": STUDY_WIDTH, **budget.ct_overrides}
+                     "base_width": STUDY_WIDTH, "cascade": False, **budget.ct_overrides}
         for name, m in MODELS_3D.items():
             for seed in budget.seeds:
                 runs.append(RunSpec("3d", "pancreas", name, "recipe", seed, m.train_files, INFER_3D,
