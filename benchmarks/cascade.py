@@ -133,6 +133,7 @@ def main() -> int:
                     help="cascades to score: the recipe of each stage (stage 1 is trained in --runs when missing, "
                          "stage 2 in --work); none: the one-stage recipes only")
     ap.add_argument("--work", default="/tmp/ct_cascade")
+    ap.add_argument("--train", action="store_true", help="train the one-stage recipes that --runs lacks")
     ap.add_argument("--child-infer", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_infer:
@@ -153,8 +154,10 @@ def main() -> int:
                 train_stage(recipe, seed, runs / f"{recipe}_s{seed}", data_sets[0], {})
             ckpt = runs / f"{recipe}_s{seed}" / "models"
             if not (ckpt / "model.pt").is_file():
-                raise SystemExit(f"{ckpt}: no model.pt; train it first: python -m benchmarks run recipes "
-                                 f"--recipes {recipe} --seeds {seed} --work {runs.parent}")
+                if not args.train:
+                    raise SystemExit(f"{ckpt}: no model.pt; train it here with --train, or with python -m benchmarks "
+                                     f"run recipes --recipes {recipe} --seeds {seed} --work {runs.parent}")
+                train_stage(recipe, seed, runs / f"{recipe}_s{seed}", data_sets[0], {})
             rows.append({"model": recipe, **score_model(recipe, seed, work, data_sets, ckpt)})
             print(json.dumps(rows[-1]), flush=True)
         for stage1, stage2_recipe in cascades:
@@ -172,10 +175,32 @@ def main() -> int:
     return 0
 
 
-def write_report(args: argparse.Namespace, rows: list[dict], stage2_runs: dict[int, dict]) -> None:
+def merge_earlier(rows: list[dict], stage2_runs: dict[str, dict]) -> tuple[list[dict], dict[str, list], list[str]]:
+    """This run's rows after the earlier result's (this machine kind) whose model and seed it did not measure again,
+    the stage-2 curves likewise, and the commands that wrote them: one seed's run adds to the table."""
+    old, curves, commands = result_path("cascade", ".json"), {}, []
+    if old.is_file():
+        earlier = json.loads(old.read_text())
+        table = earlier["tables"].get("scores", {"columns": [], "rows": []})
+        measured = {(r["model"], r["seed"]) for r in rows}
+        rows = [r for r in (dict(zip(table["columns"], v)) for v in table["rows"])
+                if (r["model"], r["seed"]) not in measured] + rows
+        commands = list(earlier.get("figures", {}).get("commands") or [earlier["command"]])
+        folder = old.with_suffix("")
+        if (folder / "stage2_curves.json").is_file():
+            curves = {f"default_s{k}" if k.isdigit() else k: v  # the first runs named a curve by its seed alone
+                      for k, v in json.loads((folder / "stage2_curves.json").read_text()).items()}
+    curves.update({run: s["curve"] for run, s in stage2_runs.items()})
+    return rows, curves, [*[c for c in commands if c != quoted_argv()], quoted_argv()]
+
+
+def write_report(args: argparse.Namespace, rows: list[dict], stage2_runs: dict[str, dict]) -> None:
     md = result_path("cascade", ".md")
+    rows, curves, commands = merge_earlier(rows, stage2_runs)
     lines = ["# Cascade and one-stage recipes on the enlarged CT development set, scored in the scans' own space", "",
              machine_header(quoted_argv()), "",
+             "Rows measured by: " + "; ".join(f"`{c}`" for c in commands) + " (a later run replaces the rows of the "
+             "models and seeds it measures again).", "",
              "Development set: `pipeline.data.protocol.DEVELOPMENT_CT_36` (4 test phantoms of the default data and 32 "
              "of generator seed 1000, published tumour contrast). Every model: `inference.json` (flip TTA as the "
              "bundle infers, the plan's 1 ml tumour filter) writes label and probability maps on each scan's own "
@@ -185,28 +210,28 @@ def write_report(args: argparse.Namespace, rows: list[dict], stage2_runs: dict[i
              "25 mm); `cascade` alone is `default:default`. Inference "
              "seconds per case include stage 1 for the cascade.", "",
              "| model | seed | pancreas Dice | tumour Dice | lesions found | found, >= 1 ml and >= 10 HU | "
-             "FP components / case | case AUROC | case AP | inference s / case |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "FP components / case | case AUROC | case AP | inference s / case | training s (stage 1 + stage 2) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        walls = [r.get("stage1_train_wall_s"), r.get("stage2_train_wall_s")]
+        train = " + ".join("?" if w is None else f"{w:.0f}" for w in walls) if r.get("stage2_train_wall_s") else ""
         lines.append(f"| {r['model']} | {r['seed']} | {r['dice_pancreas']:.3f} | "
                      f"{r['dice_tumour_cases_with_tumour']:.3f} | {r['lesion_sensitivity']:.3f} of {r['lesions']} | "
                      f"{r['lesion_sensitivity_goal_bin']:.3f} of {r['lesions_goal_bin']} | "
                      f"{r['fp_components_per_case']:.2f} | {r['case_auroc']:.3f} | {r['case_average_precision']:.3f} |"
-                     f" {r['infer_s_per_case']} |")
-    for run, s in stage2_runs.items():
-        best = max(s["curve"], key=lambda p: p.get("val_mean_dice", -1)) if s["curve"] else {}
-        lines += ["", f"Stage 2 `{run}`: trained in {s['train_wall_s']:.0f} s; best validation (on crops around "
-                  f"the labelled gland, so above what stage 1's crops give) epoch {best.get('epoch')}, "
-                  f"Dice pancreas {best.get('val_dice_pancreas', float('nan')):.3f}, tumour "
-                  f"{best.get('val_dice_tumour', float('nan')):.3f}; target spacing {s['target_spacing']} mm."]
+                     f" {r['infer_s_per_case']} | {train} |")
+    for run, curve in curves.items():
+        best = max(curve, key=lambda p: p.get("val_mean_dice", -1)) if curve else {}
+        dice = {c: best.get(f"val_dice_{c}", float("nan")) for c in CLASSES}
+        lines += ["", f"Stage 2 `{run}`: best validation (on crops around the labelled gland, so above what stage 1's "
+                  f"crops give) epoch {best.get('epoch')}, Dice pancreas {dice['pancreas']:.3f}, tumour "
+                  f"{dice['tumour']:.3f}."]
     write_result(md, lines)
-    curves = {run: s["curve"] for run, s in stage2_runs.items()}
-    cols = list(rows[0]) if rows else []
-    write_json("cascade", {f"{r['model']}_s{r['seed']}_{k}": r[k] for r in rows
-                           for k in ("dice_pancreas", "dice_tumour_cases_with_tumour", "lesion_sensitivity",
-                                     "case_auroc")},
-               lines=lines, report=md, tables={"scores": {"columns": cols, "rows": [[r.get(c) for c in cols]
-                                                                                  for r in rows]}},
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    figures = {f"{r['model']}_s{r['seed']}_{k}": r[k] for r in rows
+               for k in ("dice_pancreas", "dice_tumour_cases_with_tumour", "lesion_sensitivity", "case_auroc")}
+    write_json("cascade", {**figures, "commands": commands}, lines=lines, report=md,
+               tables={"scores": {"columns": cols, "rows": [[r.get(c) for c in cols] for r in rows]}},
                title="Cascade and one-stage recipes, CT development set of 36, scored in the scans' own space")
     folder = md.with_suffix("")  # beside the result: the stage-2 validation curves (result files are *.json)
     folder.mkdir(exist_ok=True)
