@@ -199,6 +199,3 @@ def test_cascade_trains_both_stages_in_one_command_and_inference_follows(phantom
     for folder in ("predictions", "predictions_coarse"):
         pred = nib.load(tmp_path / "infer" / folder / name)
         assert pred.shape == nib.load(image).shape and np.allclose(pred.affine, nib.load(image).affine, atol=1e-3)
-    assert_ok(bundle("run", ["bundles/attn_unet/inference.json"], input=image, ckpt_dir=out / "models",
-                     output_dir=tmp_path / "one", progress=False, cascade="false"))
-    assert (tmp_path / "one" / "predictions" / name).is_file() and not (tmp_path / "one" / "predictions_coarse").exists()
