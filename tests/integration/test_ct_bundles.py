@@ -49,8 +49,10 @@ def test_unet_bundle_with_ct_fragment_trains_3d(phantoms):
 
 @pytest.fixture(scope="module")
 def attn_trained(phantoms):
+    """The bundle trained with its cascade's second stage (models_fine/), so the tests below cover both."""
     out = phantoms / "attn"
-    proc = bundle("run", ATTN, dataset_dir=phantoms / "data", bundle_root=out, **TINY)
+    proc = bundle("run", ATTN, dataset_dir=phantoms / "data", bundle_root=out, cascade="true", fine_epochs=2,
+                  **{**TINY, "fine#val_interval": 2})
     assert_ok(proc)
     return out, proc
 
@@ -178,19 +180,17 @@ def test_non_finite_loss_stops_training_and_keeps_the_best_checkpoint(phantoms, 
     assert all(torch.isfinite(v).all() for v in weights.values())
 
 
-def test_cascade_trains_both_stages_in_one_command_and_inference_follows(phantoms, tmp_path):
+def test_cascade_trains_both_stages_in_one_command_and_inference_follows(attn_trained, phantoms, tmp_path):
     """--cascade true: stage 2 trains after stage 1 in the same run (crops of the gland at 2/3 of stage 1's
     spacing, --fine#<id> for stage 2 only), and inference.json finds <ckpt_dir>_fine and runs both stages."""
-    out = tmp_path / "b"
-    proc = bundle("run", ATTN, dataset_dir=phantoms / "data", bundle_root=out, cascade="true", fine_epochs=2,
-                  **{**TINY, "fine#val_interval": 2})
-    assert_ok(proc)
+    out, proc = attn_trained
     stage1 = json.loads((out / "models" / "plan.json").read_text())
     stage2 = json.loads((out / "models_fine" / "plan.json").read_text())
     assert stage1["target_spacing"] == [4, 4, 6] and stage2["target_spacing"] == [2.667, 2.667, 4.0]
     trainer = torch.load(out / "models_fine" / "checkpoint_epoch=2.pt", weights_only=False)["trainer"]
     assert trainer["max_epochs"] == 2  # --fine_epochs
     assert (out / "runs_fine").is_dir() and "stage 'fine' finished" in proc.stdout + proc.stderr
+    assert sum("Epoch[1] Metrics -- val_" in ln for ln in proc.stdout.splitlines()) == 1  # stage 2: every 2 epochs
 
     image = next((phantoms / "data" / "imagesTs").glob("*.nii.gz"))
     name = image.name.replace(".nii.gz", "_seg.nii.gz")
