@@ -58,7 +58,7 @@ from pipeline.engines.resume import (
     resume_loader,
     training_state,
 )
-from pipeline.engines.stages import run_stage
+from pipeline.engines.stages import check_stage, run_stage
 from pipeline.engines.tracking import training_handlers
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "BestModelSaver",
     "check_model_config",
     "check_resume",
+    "check_stage",
     "distributed_device",
     "distributed_sampler",
     "DistributedCaseMetricsHandler",

@@ -17,9 +17,10 @@ from typing import Any, Mapping
 
 from monai.bundle import ConfigParser
 
+from pipeline.config import flag
 from pipeline.errors import PipelineError
 
-__all__ = ["running_parser", "run_stage", "stage_config"]
+__all__ = ["check_stage", "running_parser", "run_stage", "stage_config"]
 
 logger = logging.getLogger(__name__)
 SECTIONS = ("initialize", "run", "finalize")
@@ -45,14 +46,27 @@ def stage_config(config: Mapping[str, Any], section: str, values: Mapping[str, A
     ``config[section]`` (id -> value, resolved in the new stage, so ``--fine#epochs 5`` wins over a value) replaced.
     ``section`` itself is dropped, so the copy cannot start a stage of its own."""
     raw = copy.deepcopy(dict(config))
-    overrides = raw.pop(section, None)
-    if not isinstance(overrides, Mapping):
-        raise PipelineError(f"this config has no '{section}' section (the ids its second stage changes): its data "
-                            "defines no cascade (configs/data/pancreas_ct.json does); train without --cascade true")
+    _section(raw, section)
+    overrides = raw.pop(section)
     parser = ConfigParser(raw)
     parser.update(dict(values))
     parser.update({k: v for k, v in overrides.items() if not str(k).startswith("_")})
     return parser
+
+
+def _section(config: Mapping[str, Any], section: str) -> Mapping[str, Any]:
+    overrides = config.get(section)
+    if not isinstance(overrides, Mapping):
+        raise PipelineError(f"this config has no '{section}' section (the ids its second stage changes): its data "
+                            "defines no cascade (configs/data/pancreas_ct.json does); train without --cascade true")
+    return overrides
+
+
+def check_stage(enabled: bool | str, section: str) -> None:
+    """With ``enabled`` (``--cascade true``), refuse in the ``initialize`` step, before the first stage trains, a
+    config that has no ``section`` for its second stage."""
+    if flag(enabled, "cascade"):
+        _section(running_parser().get(), section)
 
 
 def run_stage(section: str, values: Mapping[str, Any]) -> None:

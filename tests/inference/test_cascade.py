@@ -107,3 +107,19 @@ def test_second_stage_segments_only_around_the_first_stages_main_component(tmp_p
     assert one[3, 29, 6] == 1 and two[3, 29, 6] == 0  # the blob: stage 1 only
     inside = organ & (hu > 100)
     assert (two[inside] == 1).mean() > 0.95 and (one[inside] == 1).mean() > 0.95
+
+
+def test_cascade_without_a_second_stage_section_is_refused_before_training():
+    """--cascade true on data that defines no cascade (the shapes) stops in the initialize step, in one line."""
+    import pipeline.engines  # noqa: F401  (the expressions' global)
+
+    config = {"cascade": True, "initialize": ["$pipeline.engines.check_stage(@cascade, 'fine')"]}
+
+    def initialize(cfg: dict) -> None:
+        ConfigParser(cfg, globals={"pipeline": "pipeline"}).get_parsed_content("initialize")
+
+    with pytest.raises(RuntimeError) as caught:
+        initialize(config)
+    assert isinstance(caught.value.__cause__, PipelineError) and "no 'fine' section" in str(caught.value.__cause__)
+    initialize({**config, "fine": {"cascade": False}})  # with one: fine
+    initialize({**config, "cascade": "false"})  # off: nothing to check
