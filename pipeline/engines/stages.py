@@ -4,8 +4,8 @@ after the first, from the same config with a few ids changed.
 ``train.json`` ends its ``run`` list with ``run_stage('fine', {...})``: the config this process is running (the
 files as read plus every command-line override) is parsed again with the given values and then the ids of its
 ``fine`` section replaced, and that copy's ``initialize``, ``run`` and ``finalize`` run here, as
-``monai.bundle run`` would run them. So ``--dataset_dir``, ``--seed`` or ``--network_def#base_width`` reach both stages, and ``--fine#...``
-changes the second stage only. MONAI runs one config per workflow; what it lacks is the run of a derived config from
+``monai.bundle run`` would run them. So ``--dataset_dir``, ``--seed`` or ``--network_def#base_width`` reach both
+stages, and ``--fine#...`` changes the second stage only. MONAI runs one config per workflow; what it lacks is the run of a derived config from
 inside one, so this module reads the parser that is evaluating the calling expression.
 """
 from __future__ import annotations
@@ -46,8 +46,8 @@ def stage_config(config: Mapping[str, Any], section: str, values: Mapping[str, A
     ``config[section]`` (id -> value, resolved in the new stage, so ``--fine#epochs 5`` wins over a value) replaced.
     ``section`` itself is dropped, so the copy cannot start a stage of its own."""
     raw = copy.deepcopy(dict(config))
-    _section(raw, section)
-    overrides = raw.pop(section)
+    overrides = _section(raw, section)
+    del raw[section]
     parser = ConfigParser(raw)
     parser.update(dict(values))
     parser.update({k: v for k, v in overrides.items() if not str(k).startswith("_")})
