@@ -5,8 +5,8 @@ after the first, from the same config with a few ids changed.
 files as read plus every command-line override) is parsed again with the given values and then the ids of its
 ``fine`` section replaced, and that copy's ``initialize``, ``run`` and ``finalize`` run here, as
 ``monai.bundle run`` would run them. So ``--dataset_dir``, ``--seed`` or ``--network_def#base_width`` reach both
-stages, and ``--fine#...`` changes the second stage only. MONAI runs one config per workflow; what it lacks is the run of a derived config from
-inside one, so this module reads the parser that is evaluating the calling expression.
+stages, and ``--fine#...`` changes the second stage only. MONAI runs one config per workflow; what it lacks is the
+run of a derived config from inside one, so this module reads the parser that is evaluating the calling expression.
 """
 from __future__ import annotations
 

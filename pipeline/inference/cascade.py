@@ -19,7 +19,8 @@ from pipeline.errors import PipelineError
 __all__ = ["coarse_region", "with_coarse"]
 
 
-def with_coarse(cases: list[dict[str, Any]], coarse_dir: str | Path | None, key: str = "coarse") -> list[dict[str, Any]]:
+def with_coarse(cases: list[dict[str, Any]], coarse_dir: str | Path | None,
+                key: str = "coarse") -> list[dict[str, Any]]:
     """``cases`` with each one's first-stage label map from ``coarse_dir`` under ``key``; a case without one is a
     one-line PipelineError naming the scan and the folder (nothing runs before every case has its map)."""
     if not coarse_dir:
